@@ -1,0 +1,70 @@
+# Cards API — every entry point a developer or CI needs. `make help` lists them.
+SHELL := /bin/bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+VENV        := .venv
+PY          := $(VENV)/bin/python
+PORT        ?= 8002
+# The embedded development cluster (`make run`) and the throwaway test cluster.
+DEV_PGDATA  := .data/pg
+DEV_PGPORT  ?= 54329
+TEST_PGDATA := .data/test-pg
+TEST_PGPORT ?= 54331
+TEST_DSN    := postgresql://postgres@127.0.0.1:$(TEST_PGPORT)/postgres
+
+.PHONY: help deps run migrate test lint lint-sql lint-python test-sql test-python \
+        test-cluster-up test-cluster-down bench bench-smoke clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+deps: $(VENV)/.installed ## venv, pinned Python packages and the Debian packages
+	@scripts/ensure-debian-packages
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@test -x $(PY) || python3 -m venv $(VENV)
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+run: deps ## start everything: database (embedded unless DATABASE_URL), migrations, gateway on PORT
+	@PORT=$(PORT) DEV_PGDATA=$(DEV_PGDATA) DEV_PGPORT=$(DEV_PGPORT) scripts/run-dev
+
+migrate: deps ## apply sql/ to DATABASE_URL (or the embedded cluster)
+	@if [ -n "$${DATABASE_URL:-}" ]; then $(PY) -m gateway.migrate "$$DATABASE_URL"; \
+	else scripts/pgcluster start $(DEV_PGDATA) $(DEV_PGPORT) dev && \
+	     $(PY) -m gateway.migrate "$$(scripts/pgcluster url $(DEV_PGPORT))"; fi
+
+test: deps ## every check: lint, plpgsql_check, pgTAP, pytest (starts and stops its own cluster)
+	@trap '$(MAKE) --no-print-directory test-cluster-down' EXIT; \
+	$(MAKE) --no-print-directory lint && \
+	$(MAKE) --no-print-directory test-cluster-up && \
+	$(MAKE) --no-print-directory test-sql && \
+	$(MAKE) --no-print-directory test-python
+
+lint: lint-sql lint-python ## sqlfluff and ruff
+
+lint-sql:
+	@$(VENV)/bin/sqlfluff lint --processes 2 sql
+
+lint-python:
+	@$(VENV)/bin/ruff check gateway tests bench scripts
+	@$(VENV)/bin/ruff format --check gateway tests bench scripts
+
+test-cluster-up:
+	@rm -rf $(TEST_PGDATA)
+	@scripts/pgcluster start $(TEST_PGDATA) $(TEST_PGPORT) test
+
+test-cluster-down:
+	@scripts/pgcluster stop $(TEST_PGDATA)
+	@rm -rf $(TEST_PGDATA)
+
+test-sql: ## plpgsql_check and the pgTAP suite against a freshly migrated database
+	@scripts/test-sql "$(TEST_DSN)"
+
+test-python: ## pytest: gateway and end-to-end tests against the test cluster
+	@CARDS_TEST_DSN="$(TEST_DSN)" $(VENV)/bin/pytest -q
+
+clean: ## stop the embedded cluster and remove .data and the venv
+	@scripts/pgcluster stop $(DEV_PGDATA)
+	@rm -rf .data $(VENV)
