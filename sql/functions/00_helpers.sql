@@ -1,0 +1,140 @@
+-- Private helpers shared by the public functions. None is granted to anyone: they run
+-- inside the SECURITY DEFINER functions that call them, as cards_owner.
+
+-- The tenant of the current transaction, as row-level security sees it (NULL if unset).
+CREATE OR REPLACE FUNCTION cards.current_tenant_id()
+RETURNS uuid
+LANGUAGE sql
+STABLE
+PARALLEL SAFE
+AS $$
+    SELECT nullif(pg_catalog.current_setting('cards.tenant_id', true), '')::uuid
+$$;
+
+-- Whether the current transaction runs a cross-tenant maintenance function.
+CREATE OR REPLACE FUNCTION cards.in_maintenance_scope()
+RETURNS boolean
+LANGUAGE sql
+STABLE
+PARALLEL SAFE
+AS $$
+    SELECT coalesce(pg_catalog.current_setting('cards.scope', true) = 'maintenance', false)
+$$;
+
+-- Scopes the transaction to one active tenant, or raises CKFBD. Leaves maintenance scope.
+CREATE OR REPLACE FUNCTION cards._enter_tenant(p_tenant_id uuid)
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+AS $$
+BEGIN
+    PERFORM pg_catalog.set_config('cards.scope', '', true);
+    PERFORM pg_catalog.set_config('cards.tenant_id', coalesce(p_tenant_id::text, ''), true);
+    IF NOT EXISTS (
+        SELECT FROM cards.tenants AS t
+        WHERE t.tenant_id = p_tenant_id AND t.active
+    ) THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'CKFBD',
+            MESSAGE = 'The tenant is unknown or suspended.';
+    END IF;
+END
+$$;
+
+-- Scopes the transaction to cross-tenant maintenance (admin functions only).
+CREATE OR REPLACE FUNCTION cards._enter_maintenance()
+RETURNS void
+LANGUAGE sql
+VOLATILE
+AS $$
+    SELECT pg_catalog.set_config('cards.tenant_id', '', true);
+    SELECT pg_catalog.set_config('cards.scope', 'maintenance', true);
+$$;
+
+-- RFC 3339 in UTC with microseconds, the form every timestamp is answered in.
+CREATE OR REPLACE FUNCTION cards._rfc3339(p_at timestamptz)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+STRICT
+PARALLEL SAFE
+AS $$
+    SELECT pg_catalog.to_char(p_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
+$$;
+
+-- Raises CKVAL with the errors (a JSON array of {index?, field, message}) as DETAIL.
+CREATE OR REPLACE FUNCTION cards._raise_invalid(p_errors jsonb)
+RETURNS void
+LANGUAGE plpgsql
+IMMUTABLE
+AS $$
+BEGIN
+    RAISE EXCEPTION USING
+        ERRCODE = 'CKVAL',
+        MESSAGE = pg_catalog.format(
+            'The request is invalid: %s error(s), listed in "errors".',
+            pg_catalog.jsonb_array_length(p_errors)
+        ),
+        DETAIL = p_errors::text;
+END
+$$;
+
+-- Parses an HTTP request body: UTF-8 JSON, or CKJSN. jsonb cannot hold NUL, so each
+-- \u0000 escape is first replaced by U+10FFFF, a noncharacter reserved for internal
+-- use, which _has_nul then finds: a NUL is reported as a validation error of its field.
+CREATE OR REPLACE FUNCTION cards._parse_body(p_body bytea)
+RETURNS jsonb
+LANGUAGE plpgsql
+IMMUTABLE
+AS $$
+DECLARE
+    v_text text;
+BEGIN
+    v_text := pg_catalog.convert_from(p_body, 'UTF8');
+    IF pg_catalog.strpos(v_text, '\u0000') > 0 THEN
+        -- Only an escape preceded by an even run of backslashes is a NUL.
+        v_text := pg_catalog.regexp_replace(v_text, '(?<!\\)((\\\\)*)\\u0000', '\1\\udbff\\udfff', 'g');
+    END IF;
+    RETURN v_text::jsonb;
+EXCEPTION
+    WHEN character_not_in_repertoire OR untranslatable_character THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'CKJSN',
+            MESSAGE = 'The request body is not valid UTF-8.';
+    WHEN invalid_text_representation THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'CKJSN',
+            MESSAGE = 'The request body is not valid JSON.';
+END
+$$;
+
+-- Whether a value parsed by _parse_body held a \u0000 escape anywhere.
+CREATE OR REPLACE FUNCTION cards._has_nul(p_value jsonb)
+RETURNS boolean
+LANGUAGE sql
+IMMUTABLE
+STRICT
+PARALLEL SAFE
+AS $$
+    SELECT pg_catalog.strpos(p_value::text, pg_catalog.chr(1114111)) > 0
+$$;
+
+-- Errors for the envelope of a request object: not an object, or an unknown field.
+CREATE OR REPLACE FUNCTION cards._envelope_errors(p_body jsonb, p_fields text [])
+RETURNS jsonb
+LANGUAGE sql
+IMMUTABLE
+PARALLEL SAFE
+AS $$
+    SELECT CASE
+        WHEN pg_catalog.jsonb_typeof(p_body) <> 'object'
+            THEN '[{"field": "(body)", "message": "must be a JSON object"}]'
+        ELSE (
+            SELECT coalesce(pg_catalog.jsonb_agg(
+                pg_catalog.jsonb_build_object('field', k.key, 'message', 'is not a known field') ORDER BY k.key
+            ), '[]')
+            FROM pg_catalog.jsonb_object_keys(p_body) AS k (key)
+            WHERE NOT k.key = ANY(p_fields)
+        )
+    END
+$$;

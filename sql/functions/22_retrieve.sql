@@ -1,0 +1,101 @@
+-- Retrieval by id (API.md, "POST /api/v1/cards/retrieve").
+
+-- A card as the API answers it, with its usage summed over the counter slots.
+CREATE OR REPLACE FUNCTION cards._card_json(p_card cards.cards)
+RETURNS json
+LANGUAGE sql
+STABLE
+AS $$
+    SELECT json_build_object(
+        'id', p_card.card_id,
+        'kind', p_card.kind,
+        'title', p_card.title,
+        'content', p_card.content,
+        'tags', p_card.tags,
+        'metadata', p_card.metadata,
+        'content_hash', encode(p_card.content_hash, 'hex'),
+        'usage_count', coalesce(sum(u.usage_count), 0),
+        'created_at', cards._rfc3339(p_card.created_at),
+        'updated_at', cards._rfc3339(p_card.updated_at),
+        'last_used_at', cards._rfc3339(max(u.last_used_at))
+    )
+    FROM cards.card_usage_counters AS u
+    WHERE u.tenant_id = p_card.tenant_id AND u.card_id = p_card.card_id
+$$;
+
+-- The tenant's live cards among `p_ids`, in order of first appearance, each once; the
+-- other ids (unknown, deleted, another tenant's: indistinguishable) under "missing".
+CREATE OR REPLACE FUNCTION cards.retrieve(p_tenant_id uuid, p_ids uuid [])
+RETURNS json
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_result json;
+BEGIN
+    PERFORM cards._enter_tenant(p_tenant_id);
+    IF coalesce(cardinality(p_ids), 0) NOT BETWEEN 1 AND 1000 THEN
+        PERFORM cards._raise_invalid('[{"field": "ids", "message": "must hold 1 to 1000 ids"}]');
+    END IF;
+    IF array_position(p_ids, NULL) IS NOT NULL THEN
+        PERFORM cards._raise_invalid(jsonb_build_array(jsonb_build_object(
+            'index', array_position(p_ids, NULL) - 1, 'field', 'ids', 'message', 'must not be null'
+        )));
+    END IF;
+    SELECT json_build_object(
+        'cards', coalesce(json_agg(cards._card_json(c) ORDER BY w.ord) FILTER (WHERE c.card_id IS NOT NULL), '[]'),
+        'missing', coalesce(json_agg(w.id ORDER BY w.ord) FILTER (WHERE c.card_id IS NULL), '[]')
+    )
+    INTO v_result
+    FROM (
+        SELECT i.id, min(i.ord) AS ord FROM unnest(p_ids) WITH ORDINALITY AS i (id, ord) GROUP BY i.id
+    ) AS w
+    LEFT JOIN cards.cards AS c
+        ON c.tenant_id = p_tenant_id AND c.card_id = w.id AND c.deleted_at IS NULL;
+    RETURN v_result;
+END
+$$;
+COMMENT ON FUNCTION cards.retrieve(uuid, uuid []) IS 'Read live cards by id; the rest are listed as missing.';
+GRANT EXECUTE ON FUNCTION cards.retrieve(uuid, uuid []) TO cards_gateway, cards_admin;
+
+-- The HTTP form of retrieve: the raw request body ({"ids": [...]}), validated here.
+CREATE OR REPLACE FUNCTION cards.retrieve_request(p_tenant_id uuid, p_body bytea)
+RETURNS json
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_body jsonb := cards._parse_body(p_body);
+    v_ids jsonb := CASE WHEN jsonb_typeof(v_body) = 'object' THEN v_body -> 'ids' END;
+    v_errors jsonb := cards._envelope_errors(v_body, '{ids}');
+BEGIN
+    PERFORM cards._enter_tenant(p_tenant_id);
+    -- The count of ids is retrieve's rule; the form of each id is this body's.
+    IF jsonb_typeof(v_ids) IS DISTINCT FROM 'array' THEN
+        v_errors := v_errors || '[{"field": "ids", "message": "must be an array of ids"}]';
+    ELSE
+        v_errors := v_errors || (
+            SELECT coalesce(jsonb_agg(
+                jsonb_build_object('index', i.ord - 1, 'field', 'ids', 'message', 'must be a UUID string')
+                ORDER BY i.ord
+            ), '[]')
+            FROM jsonb_array_elements(v_ids) WITH ORDINALITY AS i (id, ord)
+            WHERE
+                jsonb_typeof(i.id) <> 'string'
+                OR (i.id #>> '{}') !~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+        );
+    END IF;
+    IF jsonb_array_length(v_errors) > 0 THEN
+        PERFORM cards._raise_invalid(v_errors);
+    END IF;
+    RETURN cards.retrieve(
+        p_tenant_id, ARRAY(SELECT (i.id #>> '{}')::uuid FROM jsonb_array_elements(v_ids) AS i (id))
+    );
+END
+$$;
+COMMENT ON FUNCTION cards.retrieve_request(uuid, bytea) IS 'Gateway: retrieve from the raw HTTP body.';
+GRANT EXECUTE ON FUNCTION cards.retrieve_request(uuid, bytea) TO cards_gateway, cards_admin;

@@ -1,0 +1,154 @@
+-- Usage reporting (API.md, "POST /api/v1/cards/{id}/usage").
+
+-- Every rule a usage report breaks, as a JSON array of {field, message}; [] when valid.
+-- A NULL id stands for a missing or non-string one.
+CREATE OR REPLACE FUNCTION cards._usage_input_errors(p_workflow_id text, p_run_id text, p_metadata jsonb)
+RETURNS jsonb
+LANGUAGE sql
+IMMUTABLE
+PARALLEL SAFE
+AS $$
+    SELECT coalesce(jsonb_agg(jsonb_build_object('field', e.field, 'message', e.message)), '[]')
+    FROM (VALUES
+        ('workflow_id', CASE WHEN coalesce(char_length(p_workflow_id), 0) NOT BETWEEN 1 AND 255
+            THEN 'must be a string of 1 to 255 characters' END),
+        ('run_id', CASE WHEN coalesce(char_length(p_run_id), 0) NOT BETWEEN 1 AND 255
+            THEN 'must be a string of 1 to 255 characters' END),
+        ('metadata', CASE
+            WHEN jsonb_typeof(p_metadata) IS DISTINCT FROM 'object' THEN 'must be a JSON object'
+            WHEN octet_length(p_metadata::text) > 16384 THEN 'must be at most 16 KiB serialised'
+        END)
+    ) AS e (field, message)
+    WHERE e.message IS NOT NULL
+$$;
+
+-- Records a valid usage report; see track_usage. Answers the document and whether the
+-- report was a repeat.
+CREATE OR REPLACE FUNCTION cards._track_usage(
+    p_tenant_id uuid, p_card_id uuid, p_workflow_id text, p_run_id text, p_metadata jsonb
+)
+RETURNS TABLE (response json, deduplicated boolean)
+LANGUAGE plpgsql
+VOLATILE
+AS $$
+DECLARE
+    v_recorded_at timestamptz;
+    v_deduplicated boolean := false;
+    v_usage_count bigint;
+BEGIN
+    PERFORM FROM cards.cards AS c
+    WHERE c.tenant_id = p_tenant_id AND c.card_id = p_card_id AND c.deleted_at IS NULL;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'CKNFD', MESSAGE = 'No such card.';
+    END IF;
+
+    -- The primary key makes the dedupe exact: a concurrent identical report waits for
+    -- this one's commit and then finds the conflict.
+    INSERT INTO cards.card_usage (tenant_id, card_id, workflow_id, run_id, metadata)
+    VALUES (p_tenant_id, p_card_id, p_workflow_id, p_run_id, p_metadata)
+    ON CONFLICT (tenant_id, card_id, workflow_id, run_id) DO NOTHING
+    RETURNING recorded_at INTO v_recorded_at;
+
+    IF FOUND THEN
+        -- Last write of the transaction, so the slot's row lock is held briefly.
+        INSERT INTO cards.card_usage_counters AS n (tenant_id, card_id, slot, usage_count, last_used_at)
+        VALUES (
+            p_tenant_id, p_card_id,
+            (hashtextextended(p_workflow_id || chr(31) || p_run_id, 0) & 15)::smallint,
+            1, v_recorded_at
+        )
+        ON CONFLICT (tenant_id, card_id, slot) DO UPDATE
+        SET usage_count = n.usage_count + 1, last_used_at = greatest(n.last_used_at, excluded.last_used_at);
+    ELSE
+        v_deduplicated := true;
+        SELECT u.recorded_at INTO v_recorded_at FROM cards.card_usage AS u
+        WHERE
+            u.tenant_id = p_tenant_id AND u.card_id = p_card_id
+            AND u.workflow_id = p_workflow_id AND u.run_id = p_run_id;
+    END IF;
+
+    SELECT coalesce(sum(n.usage_count), 0) INTO v_usage_count FROM cards.card_usage_counters AS n
+    WHERE n.tenant_id = p_tenant_id AND n.card_id = p_card_id;
+
+    RETURN QUERY SELECT
+        json_build_object(
+            'card_id', p_card_id,
+            'usage_count', v_usage_count,
+            'deduplicated', v_deduplicated,
+            'recorded_at', cards._rfc3339(v_recorded_at)
+        ),
+        v_deduplicated;
+END
+$$;
+
+-- Records that a workflow run used a card. The first report of a (card, workflow_id,
+-- run_id) adds one to the card's usage; a repeat changes nothing and says so.
+-- Unknown, deleted or another tenant's card: CKNFD.
+CREATE OR REPLACE FUNCTION cards.track_usage(
+    p_tenant_id uuid,
+    p_card_id uuid,
+    p_workflow_id text,
+    p_run_id text,
+    p_metadata jsonb DEFAULT '{}'
+)
+RETURNS json
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_errors jsonb := cards._usage_input_errors(p_workflow_id, p_run_id, p_metadata);
+BEGIN
+    PERFORM cards._enter_tenant(p_tenant_id);
+    IF jsonb_array_length(v_errors) > 0 THEN
+        PERFORM cards._raise_invalid(v_errors);
+    END IF;
+    RETURN (SELECT u.response FROM cards._track_usage(p_tenant_id, p_card_id, p_workflow_id, p_run_id, p_metadata) AS u);
+END
+$$;
+COMMENT ON FUNCTION cards.track_usage(uuid, uuid, text, text, jsonb) IS
+'Record that a workflow run used a card; repeats of the same run are deduplicated.';
+GRANT EXECUTE ON FUNCTION cards.track_usage(uuid, uuid, text, text, jsonb) TO cards_gateway, cards_admin;
+
+-- The HTTP form of track_usage: the raw path id and request body, validated here.
+-- Also answers whether the report was a repeat, for the gateway's metrics.
+CREATE OR REPLACE FUNCTION cards.track_usage_request(p_tenant_id uuid, p_card_id text, p_body bytea)
+RETURNS TABLE (response json, deduplicated boolean)
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+DECLARE
+    v_doc jsonb := cards._parse_body(p_body);
+    v_errors jsonb := cards._envelope_errors(v_doc, '{workflow_id,run_id,metadata}');
+BEGIN
+    PERFORM cards._enter_tenant(p_tenant_id);
+    IF p_card_id !~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN
+        -- No card has a malformed id: the same answer as for an unknown one.
+        RAISE EXCEPTION USING ERRCODE = 'CKNFD', MESSAGE = 'No such card.';
+    END IF;
+    IF jsonb_typeof(v_doc) = 'object' THEN
+        v_errors := v_errors || (
+            SELECT coalesce(jsonb_agg(
+                jsonb_build_object('field', f.key, 'message', 'must not contain NUL (\u0000)') ORDER BY f.key
+            ), '[]')
+            FROM jsonb_each(v_doc) AS f WHERE cards._has_nul(f.value)
+        ) || cards._usage_input_errors(
+            CASE WHEN jsonb_typeof(v_doc -> 'workflow_id') = 'string' THEN v_doc ->> 'workflow_id' END,
+            CASE WHEN jsonb_typeof(v_doc -> 'run_id') = 'string' THEN v_doc ->> 'run_id' END,
+            coalesce(v_doc -> 'metadata', '{}')
+        );
+    END IF;
+    IF jsonb_array_length(v_errors) > 0 THEN
+        PERFORM cards._raise_invalid(v_errors);
+    END IF;
+    RETURN QUERY SELECT * FROM cards._track_usage(
+        p_tenant_id, p_card_id::uuid, v_doc ->> 'workflow_id', v_doc ->> 'run_id', coalesce(v_doc -> 'metadata', '{}')
+    );
+END
+$$;
+COMMENT ON FUNCTION cards.track_usage_request(uuid, text, bytea) IS
+'Gateway: track_usage from the raw path id and HTTP body, and whether it was a repeat.';
+GRANT EXECUTE ON FUNCTION cards.track_usage_request(uuid, text, bytea) TO cards_gateway, cards_admin;

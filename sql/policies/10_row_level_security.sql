@@ -1,0 +1,56 @@
+-- Row-level security: enabled and forced on every table, so that even cards_owner (who
+-- runs every SECURITY DEFINER function) sees only the rows of the transaction's tenant.
+-- Each policy is one indexable predicate: cards.current_tenant_id() is STABLE, so it is
+-- evaluated once and compared with the leading tenant_id column of every index.
+
+ALTER TABLE cards.tenants ENABLE ROW LEVEL SECURITY;
+ALTER TABLE cards.tenants FORCE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS tenants_tenant_isolation ON cards.tenants;
+CREATE POLICY tenants_tenant_isolation ON cards.tenants
+USING (tenant_id = cards.current_tenant_id())
+WITH CHECK (tenant_id = cards.current_tenant_id());
+
+ALTER TABLE cards.api_keys ENABLE ROW LEVEL SECURITY;
+ALTER TABLE cards.api_keys FORCE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS api_keys_tenant_isolation ON cards.api_keys;
+CREATE POLICY api_keys_tenant_isolation ON cards.api_keys
+USING (tenant_id = cards.current_tenant_id())
+WITH CHECK (tenant_id = cards.current_tenant_id());
+-- revoke_api_key names only the key, so it must find it across tenants.
+DROP POLICY IF EXISTS api_keys_maintenance ON cards.api_keys;
+CREATE POLICY api_keys_maintenance ON cards.api_keys
+FOR ALL
+USING (cards.in_maintenance_scope());
+
+ALTER TABLE cards.cards ENABLE ROW LEVEL SECURITY;
+ALTER TABLE cards.cards FORCE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS cards_tenant_isolation ON cards.cards;
+CREATE POLICY cards_tenant_isolation ON cards.cards
+USING (tenant_id = cards.current_tenant_id())
+WITH CHECK (tenant_id = cards.current_tenant_id());
+
+ALTER TABLE cards.card_usage ENABLE ROW LEVEL SECURITY;
+ALTER TABLE cards.card_usage FORCE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS card_usage_tenant_isolation ON cards.card_usage;
+CREATE POLICY card_usage_tenant_isolation ON cards.card_usage
+USING (tenant_id = cards.current_tenant_id())
+WITH CHECK (tenant_id = cards.current_tenant_id());
+
+ALTER TABLE cards.card_usage_counters ENABLE ROW LEVEL SECURITY;
+ALTER TABLE cards.card_usage_counters FORCE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS card_usage_counters_tenant_isolation ON cards.card_usage_counters;
+CREATE POLICY card_usage_counters_tenant_isolation ON cards.card_usage_counters
+USING (tenant_id = cards.current_tenant_id())
+WITH CHECK (tenant_id = cards.current_tenant_id());
+
+ALTER TABLE cards.idempotency_keys ENABLE ROW LEVEL SECURITY;
+ALTER TABLE cards.idempotency_keys FORCE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS idempotency_keys_tenant_isolation ON cards.idempotency_keys;
+CREATE POLICY idempotency_keys_tenant_isolation ON cards.idempotency_keys
+USING (tenant_id = cards.current_tenant_id())
+WITH CHECK (tenant_id = cards.current_tenant_id());
+-- The purge of expired keys crosses tenants.
+DROP POLICY IF EXISTS idempotency_keys_maintenance ON cards.idempotency_keys;
+CREATE POLICY idempotency_keys_maintenance ON cards.idempotency_keys
+FOR ALL
+USING (cards.in_maintenance_scope());
