@@ -66,7 +66,7 @@ $$;
 CREATE OR REPLACE FUNCTION cards._raise_invalid(p_errors jsonb)
 RETURNS void
 LANGUAGE plpgsql
-IMMUTABLE
+VOLATILE
 AS $$
 BEGIN
     RAISE EXCEPTION USING
@@ -120,7 +120,7 @@ AS $$
 $$;
 
 -- Errors for the envelope of a request object: not an object, or an unknown field.
-CREATE OR REPLACE FUNCTION cards._envelope_errors(p_body jsonb, p_fields text [])
+CREATE OR REPLACE FUNCTION cards._envelope_errors(p_body jsonb, p_fields text[])
 RETURNS jsonb
 LANGUAGE sql
 IMMUTABLE

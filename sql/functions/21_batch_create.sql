@@ -69,7 +69,7 @@ DECLARE
     v_hashes bytea [];
     v_created bytea [];
     v_body text;
-    v_unresolved integer;
+    v_unresolved bigint;
 BEGIN
     PERFORM cards._enter_tenant(p_tenant_id);
     IF p_idempotency_key !~ '^[\x20-\x7e]{1,255}$' THEN

@@ -25,7 +25,7 @@ $$;
 
 -- The tenant's live cards among `p_ids`, in order of first appearance, each once; the
 -- other ids (unknown, deleted, another tenant's: indistinguishable) under "missing".
-CREATE OR REPLACE FUNCTION cards.retrieve(p_tenant_id uuid, p_ids uuid [])
+CREATE OR REPLACE FUNCTION cards.retrieve(p_tenant_id uuid, p_ids uuid[])
 RETURNS json
 LANGUAGE plpgsql
 VOLATILE
@@ -57,8 +57,8 @@ BEGIN
     RETURN v_result;
 END
 $$;
-COMMENT ON FUNCTION cards.retrieve(uuid, uuid []) IS 'Read live cards by id; the rest are listed as missing.';
-GRANT EXECUTE ON FUNCTION cards.retrieve(uuid, uuid []) TO cards_gateway, cards_admin;
+COMMENT ON FUNCTION cards.retrieve(uuid, uuid[]) IS 'Read live cards by id; the rest are listed as missing.';
+GRANT EXECUTE ON FUNCTION cards.retrieve(uuid, uuid[]) TO cards_gateway, cards_admin;
 
 -- The HTTP form of retrieve: the raw request body ({"ids": [...]}), validated here.
 CREATE OR REPLACE FUNCTION cards.retrieve_request(p_tenant_id uuid, p_body bytea)

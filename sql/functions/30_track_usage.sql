@@ -67,7 +67,7 @@ BEGIN
             AND u.workflow_id = p_workflow_id AND u.run_id = p_run_id;
     END IF;
 
-    SELECT coalesce(sum(n.usage_count), 0) INTO v_usage_count FROM cards.card_usage_counters AS n
+    SELECT coalesce(sum(n.usage_count), 0)::bigint INTO v_usage_count FROM cards.card_usage_counters AS n
     WHERE n.tenant_id = p_tenant_id AND n.card_id = p_card_id;
 
     RETURN QUERY SELECT

@@ -7,7 +7,7 @@ SET LOCAL ROLE cards_owner;
 CREATE TABLE cards.tenants (
     tenant_id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
     name text NOT NULL CHECK (char_length(name) BETWEEN 1 AND 200),
-    active boolean NOT NULL DEFAULT true,
+    active boolean NOT NULL DEFAULT TRUE,
     created_at timestamptz NOT NULL DEFAULT now()
 );
 COMMENT ON TABLE cards.tenants IS 'Customers. A suspended (inactive) tenant is refused by every endpoint.';
@@ -33,7 +33,7 @@ CREATE TABLE cards.cards (
     kind text NOT NULL,
     title text NOT NULL,
     content jsonb NOT NULL,
-    tags text [] NOT NULL DEFAULT '{}',
+    tags text[] NOT NULL DEFAULT '{}',
     metadata jsonb NOT NULL DEFAULT '{}',
     content_hash bytea NOT NULL CHECK (octet_length(content_hash) = 32),
     created_at timestamptz NOT NULL DEFAULT now(),
