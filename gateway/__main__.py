@@ -1,0 +1,41 @@
+"""`python -m gateway`: serve on $PORT with uvloop until SIGINT/SIGTERM, then drain and exit."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+
+import asyncpg
+import uvloop
+from aiohttp import web
+
+from .app import init_app
+from .config import Config, ConfigError
+from .logs import configure
+
+
+def main() -> None:
+    try:
+        config = Config.from_env()
+    except ConfigError as exc:
+        sys.exit(f"cards gateway: {exc}")
+    configure(config.log_level)
+    loop = uvloop.new_event_loop()
+    asyncio.set_event_loop(loop)
+    logging.getLogger("cards.gateway").info("listening", extra={"port": config.port})
+    try:
+        web.run_app(
+            init_app(config),
+            port=config.port,
+            loop=loop,
+            access_log=None,  # the middleware writes one JSON line per request instead
+            shutdown_timeout=config.shutdown_timeout_s,
+            print=None,
+        )
+    except (OSError, asyncpg.PostgresError) as exc:
+        sys.exit(f"cards gateway: cannot start: {exc}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,264 @@
+"""The aiohttp application: routes, the one middleware, and handlers that each make one SQL call."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+
+import asyncpg
+import orjson
+from aiohttp import web
+
+from . import __version__, openapi
+from .auth import Authenticator
+from .config import Config
+from .db import Database
+from .errors import Problem, from_database, from_http
+from .metrics import CONTENT_TYPE, Metrics
+from .migrate import latest_version
+
+log = logging.getLogger("cards.gateway")
+access_log = logging.getLogger("cards.access")
+
+CONFIG = web.AppKey("config", Config)
+DB = web.AppKey("db", Database)
+METRICS = web.AppKey("metrics", Metrics)
+AUTH = web.AppKey("auth", Authenticator)
+SCHEMA_VERSION = web.AppKey("schema_version", int)
+
+TRACE_ID = "trace_id"  # request-scoped values
+TENANT = "tenant"
+_TRACE_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+_JSON = "application/json"
+
+BATCH = (
+    "SELECT response, replayed, created, duplicates"
+    " FROM cards.batch_create_request($1::uuid, $2::bytea, $3::text)"
+)
+RETRIEVE = "SELECT cards.retrieve_request($1::uuid, $2::bytea) AS response"
+USAGE = "SELECT response, deduplicated FROM cards.track_usage_request($1::uuid, $2::text, $3::bytea)"
+
+
+# --- the API: authenticate, take the raw body, call one function, send its JSON back ---
+
+
+async def create_batch(request: web.Request) -> web.Response:
+    tenant = await _tenant(request)
+    key = _idempotency_key(request)
+    body = await _json_body(request)
+    metrics = request.app[METRICS]
+    try:
+        row = await request.app[DB].fetchrow(BATCH, tenant, body, key)
+    except asyncpg.PostgresError as exc:
+        outcome = {"CKIKU": "in_use", "CKIKR": "reused"}.get(exc.sqlstate)
+        if outcome is not None:
+            metrics.idempotency.labels(outcome).inc()
+        raise
+    if key is not None:
+        metrics.idempotency.labels("replayed" if row["replayed"] else "stored").inc()
+    headers = {}
+    if row["replayed"]:
+        headers["Idempotent-Replayed"] = "true"
+    else:
+        metrics.batch_cards.labels("created").inc(row["created"])
+        metrics.batch_cards.labels("duplicate").inc(row["duplicates"])
+    return _json(row["response"], 201, headers)
+
+
+async def retrieve(request: web.Request) -> web.Response:
+    tenant = await _tenant(request)
+    row = await request.app[DB].fetchrow(RETRIEVE, tenant, await _json_body(request))
+    return _json(row["response"], 200)
+
+
+async def track_usage(request: web.Request) -> web.Response:
+    tenant = await _tenant(request)
+    card_id = request.match_info["id"]
+    if not _sendable(card_id):  # no card has such an id, and SQL text cannot carry it
+        raise Problem("not-found", "no such card")
+    row = await request.app[DB].fetchrow(USAGE, tenant, card_id, await _json_body(request))
+    request.app[METRICS].usage_reports.labels("deduplicated" if row["deduplicated"] else "recorded").inc()
+    return _json(row["response"], 200)
+
+
+async def _tenant(request: web.Request) -> uuid.UUID:
+    tenant = await request.app[AUTH].tenant(request.headers.getall("Authorization", []))
+    request[TENANT] = str(tenant)
+    return tenant
+
+
+def _idempotency_key(request: web.Request) -> str | None:
+    """The header's value, one pair of surrounding quotes removed; SQL checks the rest."""
+    values = request.headers.getall("Idempotency-Key", [])
+    if not values:
+        return None
+    key = values[0]
+    if len(key) >= 2 and key[0] == key[-1] == '"':
+        key = key[1:-1]
+    if len(values) > 1 or not _sendable(key):
+        raise Problem(
+            "invalid-idempotency-key", "send one Idempotency-Key of 1-255 printable ASCII characters"
+        )
+    return key
+
+
+async def _json_body(request: web.Request) -> bytes:
+    """The raw body, refused early when it is not JSON or is over the limit; SQL parses it."""
+    if request.content_type != _JSON or request.charset not in (None, "utf-8"):
+        raise Problem("unsupported-media-type", f"send the body as {_JSON} (UTF-8)")
+    limit = request.app[CONFIG].max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        raise Problem("payload-too-large", f"the request body is over {limit} bytes")
+    return await request.read()  # stops with 413 as soon as a chunked body passes the limit
+
+
+def _sendable(text: str) -> bool:
+    """PostgreSQL text cannot hold NUL, and UTF-8 cannot encode a lone surrogate."""
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in text
+
+
+def _json(text: str, status: int, headers: dict | None = None) -> web.Response:
+    return web.Response(body=text.encode(), status=status, content_type=_JSON, headers=headers)
+
+
+# --- operations ---
+
+
+async def health(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"}, dumps=_dumps)
+
+
+async def ready(request: web.Request) -> web.Response:
+    app = request.app
+    app[METRICS].ready.set(0)
+    row = await app[DB].fetchrow("SELECT cards.schema_version() AS version")
+    if row["version"] != app[SCHEMA_VERSION]:
+        raise Problem(
+            "service-unavailable",
+            f"the database schema is version {row['version']}, this gateway expects {app[SCHEMA_VERSION]}",
+        )
+    app[METRICS].ready.set(1)
+    return web.json_response({"status": "ready", "schema_version": row["version"]}, dumps=_dumps)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE})
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.Response(body=openapi.SPEC_JSON, content_type=_JSON)
+
+
+async def docs(request: web.Request) -> web.Response:
+    return web.Response(text=openapi.DOCS_HTML, content_type="text/html")
+
+
+def _dumps(value: object) -> str:
+    return orjson.dumps(value).decode()
+
+
+# --- the one middleware: trace id, errors to problems, metrics, access log ---
+
+
+@web.middleware
+async def observe(request: web.Request, handler) -> web.StreamResponse:
+    started = time.perf_counter()
+    trace_id = request.headers.get("X-Trace-ID", "")
+    if not _TRACE_ID.fullmatch(trace_id):
+        trace_id = uuid.uuid4().hex
+    request[TRACE_ID] = trace_id
+    app_metrics = request.app[METRICS]
+    try:
+        response = await handler(request)
+    except Problem as problem:
+        response = problem.response(trace_id)
+    except web.HTTPException as exc:  # the router's 404 and 405, request.read()'s 413
+        response = from_http(exc).response(trace_id)
+    except Exception as exc:
+        problem = from_database(exc)
+        if problem is None:
+            log.exception("unexpected error", extra={"trace_id": trace_id})
+            problem = Problem(
+                "internal-error", "an unexpected error occurred; quote the trace_id when reporting it"
+            )
+        elif problem.status >= 500:
+            app_metrics.db_errors.labels("timeout" if problem.status == 504 else "unavailable").inc()
+            log.warning("database error: %r", exc, extra={"trace_id": trace_id})
+        response = problem.response(trace_id)
+    response.headers["X-Trace-ID"] = trace_id
+    seconds = time.perf_counter() - started
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else "unmatched"
+    app_metrics.observe(route, request.method, response.status, seconds)
+    access_log.info(
+        "request",
+        extra={
+            "trace_id": trace_id,
+            "tenant": request.get(TENANT),
+            "method": request.method,
+            "route": route,
+            "status": response.status,
+            "duration_ms": round(seconds * 1000, 3),
+        },
+    )
+    return response
+
+
+# --- the application ---
+
+
+def init_app(config: Config | None = None) -> web.Application:
+    config = config or Config.from_env()
+    app = web.Application(middlewares=[observe], client_max_size=config.max_body_bytes)
+    app[CONFIG] = config
+    app[SCHEMA_VERSION] = latest_version()
+    app[DB] = database = Database(config)
+    app[METRICS] = m = Metrics(__version__, app[SCHEMA_VERSION])
+    app[AUTH] = Authenticator(
+        _api_key_lookup(database),
+        config.jwt_secret,
+        config.auth_cache_ttl_s,
+        config.auth_cache_size,
+        m.auth_failures,
+    )
+    m.watch_pool(
+        size=lambda: database.pool.get_size() if database.pool else 0,
+        idle=lambda: database.pool.get_idle_size() if database.pool else 0,
+        limit=config.pool_max,
+        waiters=lambda: database.waiters,
+    )
+    app.cleanup_ctx.append(_database_pool)
+    app.router.add_routes(
+        [
+            web.post("/api/v1/cards/batch", create_batch, name="batch"),
+            web.post("/api/v1/cards/retrieve", retrieve, name="retrieve"),
+            web.post("/api/v1/cards/{id}/usage", track_usage, name="usage"),
+            web.get("/health", health, name="health"),
+            web.get("/ready", ready, name="ready"),
+            web.get("/metrics", metrics, name="metrics"),
+            web.get("/openapi.json", openapi_json, name="openapi"),
+            web.get("/docs", docs, name="docs"),
+        ]
+    )
+    return app
+
+
+async def _database_pool(app: web.Application) -> AsyncIterator[None]:
+    await app[DB].open()
+    yield
+    await app[DB].close()
+
+
+def _api_key_lookup(database: Database):
+    async def lookup(key: str) -> uuid.UUID | None:
+        row = await database.fetchrow("SELECT cards.authenticate_api_key($1::text) AS tenant", key)
+        return row["tenant"]
+
+    return lookup

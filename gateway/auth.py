@@ -1,0 +1,91 @@
+"""Bearer credentials to a tenant id: API keys (looked up in SQL, cached briefly) and HS256 JWTs."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+
+import jwt
+from prometheus_client import Counter
+
+from .errors import Problem
+
+API_KEY = re.compile(r"ck_[0-9a-f]{32}_[A-Za-z0-9_-]{43}")
+JWT_LEEWAY_S = 10
+
+Lookup = Callable[[str], Awaitable[uuid.UUID | None]]
+
+
+class Authenticator:
+    """Answers the tenant a bearer token speaks for, or raises a 401 problem.
+
+    Keys and tokens are never logged; the cache is keyed by the key's SHA-256, and only
+    successful lookups are cached, for at most `ttl` seconds (so a revocation shows within it).
+    """
+
+    def __init__(self, lookup: Lookup, jwt_secret: str | None, ttl: float, size: int, failures: Counter):
+        self._lookup, self._secret, self._ttl, self._size = lookup, jwt_secret, ttl, size
+        self._failures = failures
+        self._cache: dict[bytes, tuple[float, uuid.UUID]] = {}
+
+    async def tenant(self, authorization: list[str]) -> uuid.UUID:
+        if not authorization:
+            raise self._refuse("missing", "an Authorization: Bearer header is required")
+        scheme, _, token = authorization[0].partition(" ")
+        token = token.strip()
+        if len(authorization) > 1 or scheme.lower() != "bearer" or not token:
+            raise self._refuse("malformed", "expected one header 'Authorization: Bearer <token>'")
+        if token.startswith("ck_"):
+            return await self._api_key(token)
+        return self._jwt(token)
+
+    async def _api_key(self, key: str) -> uuid.UUID:
+        if not API_KEY.fullmatch(key):
+            raise self._refuse("malformed", "the API key is malformed")
+        digest = hashlib.sha256(key.encode()).digest()
+        now = time.monotonic()
+        cached = self._cache.get(digest)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        tenant = await self._lookup(key)
+        if tenant is None:
+            self._cache.pop(digest, None)
+            raise self._refuse("revoked_or_unknown", "the API key is unknown or revoked")
+        if self._ttl > 0:
+            if len(self._cache) >= self._size:
+                self._evict(now)
+            self._cache[digest] = (now + self._ttl, tenant)
+        return tenant
+
+    def _evict(self, now: float) -> None:
+        for digest in [d for d, (expires, _) in self._cache.items() if expires <= now]:
+            del self._cache[digest]
+        while len(self._cache) >= self._size:  # all still fresh: drop the oldest
+            del self._cache[next(iter(self._cache))]
+
+    def _jwt(self, token: str) -> uuid.UUID:
+        if self._secret is None:
+            raise self._refuse("invalid", "JWTs are not accepted here (no CARDS_JWT_SECRET)")
+        try:
+            claims = jwt.decode(
+                token, self._secret, algorithms=["HS256"], leeway=JWT_LEEWAY_S, options={"require": ["exp"]}
+            )
+        except jwt.ExpiredSignatureError:
+            raise self._refuse("expired", "the token has expired") from None
+        except jwt.InvalidSignatureError:
+            raise self._refuse("invalid", "the token's signature does not verify") from None
+        except jwt.DecodeError:
+            raise self._refuse("malformed", "the token is neither an API key nor a JWT") from None
+        except jwt.InvalidTokenError as exc:
+            raise self._refuse("invalid", f"the token is invalid: {exc}") from None
+        try:
+            return uuid.UUID(claims["tenant_id"])
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise self._refuse("invalid", "the token's tenant_id claim is not a UUID") from None
+
+    def _refuse(self, reason: str, detail: str) -> Problem:
+        self._failures.labels(reason).inc()
+        return Problem("unauthorized", detail)

@@ -1,0 +1,56 @@
+"""The asyncpg pool: every connection acts as `cards_gateway`, and a call is one round trip."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from .config import Config
+
+GATEWAY_ROLE = "cards_gateway"
+
+
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """Release a connection as it is. asyncpg's default reset (RESET ALL, UNLISTEN *, …) costs a
+    round trip per request; ours leave no session state behind: each call is one autocommit
+    statement, and the role comes from the startup packet, which RESET ALL would not undo anyway."""
+
+
+class Database:
+    """The pool, plus the count of requests waiting for one of its connections."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.waiters = 0
+        self.pool: asyncpg.Pool | None = None
+
+    async def open(self) -> None:
+        c = self.config
+        self.pool = await asyncpg.create_pool(
+            c.database_url,
+            min_size=c.pool_min,
+            max_size=c.pool_max,
+            reset=_keep_session,
+            server_settings={
+                # Least privilege even when DATABASE_URL is an owner's or a superuser's DSN.
+                "role": GATEWAY_ROLE,
+                "statement_timeout": str(c.statement_timeout_ms),
+                "application_name": "cards-gateway",
+            },
+        )
+
+    async def close(self) -> None:
+        if self.pool is not None:
+            await self.pool.close()
+
+    async def fetchrow(self, query: str, *args: object) -> asyncpg.Record:
+        """Run one statement on a pooled connection (TimeoutError when none frees up in time)."""
+        assert self.pool is not None, "the pool opens in the app's cleanup context"
+        self.waiters += 1
+        try:
+            conn = await self.pool.acquire(timeout=self.config.pool_timeout_s)
+        finally:
+            self.waiters -= 1
+        try:
+            return await conn.fetchrow(query, *args)
+        finally:
+            await self.pool.release(conn)

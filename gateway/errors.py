@@ -1,0 +1,100 @@
+"""RFC 9457 problems: the one table from SQLSTATE and slug to HTTP status, and their rendering."""
+
+from __future__ import annotations
+
+import asyncpg
+import orjson
+from aiohttp import web
+
+# slug: (HTTP status, title, SQLSTATEs raised for it — see sql/CONVENTIONS.md)
+PROBLEMS: dict[str, tuple[int, str, tuple[str, ...]]] = {
+    "malformed-json": (400, "Malformed JSON", ("CKJSN",)),
+    "invalid-idempotency-key": (400, "Invalid Idempotency-Key", ("CKIKI",)),
+    "unauthorized": (401, "Unauthorized", ()),
+    "forbidden": (403, "Forbidden", ("CKFBD",)),
+    "not-found": (404, "Not Found", ("CKNFD",)),
+    "method-not-allowed": (405, "Method Not Allowed", ()),
+    "idempotency-key-in-use": (409, "Idempotency-Key In Use", ("CKIKU",)),
+    "duplicate-card": (409, "Duplicate Card", ("CKDUP",)),
+    "precondition-failed": (412, "Precondition Failed", ("CKPFL",)),
+    "payload-too-large": (413, "Payload Too Large", ()),
+    "unsupported-media-type": (415, "Unsupported Media Type", ()),
+    "validation-error": (422, "Validation Error", ("CKVAL",)),
+    "idempotency-key-reused": (422, "Idempotency-Key Reused", ("CKIKR",)),
+    "precondition-required": (428, "Precondition Required", ("CKPRQ",)),
+    "rate-limited": (429, "Too Many Requests", ()),
+    "internal-error": (500, "Internal Server Error", ()),
+    "service-unavailable": (503, "Service Unavailable", ("40001", "40P01")),
+    "gateway-timeout": (504, "Gateway Timeout", ("57014",)),
+}
+# Worth retrying after a second: sent with `Retry-After: 1`.
+RETRYABLE = frozenset({"idempotency-key-in-use", "rate-limited", "service-unavailable"})
+
+BY_SQLSTATE = {state: slug for slug, (_, _, states) in PROBLEMS.items() for state in states}
+_BY_STATUS = {status: slug for slug, (status, _, _) in reversed(PROBLEMS.items())}
+# Connection exceptions (08), insufficient resources (53), operator intervention (57P):
+# the database is not there for us right now, and a retry may well succeed.
+_UNAVAILABLE_CLASSES = ("08", "53", "57P")
+
+
+class Problem(Exception):
+    """An error answered as `application/problem+json`."""
+
+    def __init__(self, slug: str, detail: str, *, errors: list | None = None, headers: dict | None = None):
+        super().__init__(detail)
+        self.slug, self.detail, self.errors = slug, detail, errors
+        self.status, self.title, _ = PROBLEMS[slug]
+        self.headers = dict(headers or {})
+        if self.status == 401:
+            self.headers["WWW-Authenticate"] = "Bearer"
+        if slug in RETRYABLE:
+            self.headers.setdefault("Retry-After", "1")
+
+    def response(self, trace_id: str) -> web.Response:
+        body = {"type": f"/problems/{self.slug}", "title": self.title, "status": self.status}
+        body |= {"detail": self.detail, "trace_id": trace_id}
+        if self.errors is not None:
+            body["errors"] = self.errors
+        return web.Response(
+            status=self.status,
+            body=orjson.dumps(body),
+            content_type="application/problem+json",
+            headers=self.headers,
+        )
+
+
+def from_http(exc: web.HTTPException) -> Problem:
+    """aiohttp's own errors: no route (404), wrong method (405), body over the limit (413)."""
+    slug = _BY_STATUS.get(exc.status, "internal-error")
+    headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+    detail = {
+        "not-found": "no such resource",
+        "method-not-allowed": f"allowed: {headers['Allow'] if headers else 'none'}",
+        "payload-too-large": "the request body is over the size limit",
+    }.get(slug, exc.reason)
+    return Problem(slug, detail, headers=headers)
+
+
+def from_database(exc: BaseException) -> Problem | None:
+    """The problem for an error raised by asyncpg or the pool; None when it is unexpected (a 500)."""
+    if isinstance(exc, asyncpg.PostgresError):
+        state = exc.sqlstate or ""
+        slug = BY_SQLSTATE.get(state)
+        if slug is not None and state.startswith("CK"):
+            return Problem(slug, exc.message, errors=_errors(exc) if slug == "validation-error" else None)
+        if slug == "gateway-timeout":
+            return Problem(slug, "the database did not answer in time")
+        if slug is not None or state.startswith(_UNAVAILABLE_CLASSES):
+            return Problem("service-unavailable", "the database cannot serve this request now; retry")
+        return None
+    if isinstance(exc, (OSError, TimeoutError)):  # cannot connect, or no pool connection in time
+        return Problem("service-unavailable", "the database is unavailable; retry")
+    return None
+
+
+def _errors(exc: asyncpg.PostgresError) -> list | None:
+    try:
+        errors = orjson.loads(exc.detail or "null")
+    except orjson.JSONDecodeError:
+        return None
+    return errors if isinstance(errors, list) else None

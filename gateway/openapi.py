@@ -1,0 +1,445 @@
+"""The OpenAPI 3.1 description of the contract (../shared/API.md), served at /openapi.json, and
+the /docs page generated from it (plain HTML: no scripts, no CDN)."""
+
+from __future__ import annotations
+
+import html
+
+import orjson
+
+from . import __version__
+from .errors import PROBLEMS, RETRYABLE
+
+
+def _ref(kind: str, name: str) -> dict:
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def _string(lo: int, hi: int, **more) -> dict:
+    return {"type": "string", "minLength": lo, "maxLength": hi, **more}
+
+
+UUID = {"type": "string", "format": "uuid"}
+TIME = {"type": "string", "format": "date-time", "description": "RFC 3339, UTC"}
+METADATA = {"type": "object", "description": "A JSON object of at most 16 KiB."}
+
+SCHEMAS = {
+    "CardInput": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["title", "content"],
+        "properties": {
+            "kind": _string(1, 64, pattern="^[a-z0-9_.-]+$", default="note"),
+            "title": _string(1, 500),
+            "content": {"not": {"type": "null"}, "description": "Any JSON value but null, at most 256 KiB."},
+            "tags": {
+                "type": "array",
+                "maxItems": 32,
+                "uniqueItems": True,
+                "items": _string(1, 64),
+                "default": [],
+            },
+            "metadata": METADATA | {"default": {}},
+        },
+        "description": "Strings must not contain NUL (\\u0000). Unknown fields are a validation error.",
+    },
+    "Card": {
+        "type": "object",
+        "required": [
+            *("id", "kind", "title", "content", "tags", "metadata", "content_hash", "usage_count"),
+            *("created_at", "updated_at", "last_used_at"),
+        ],
+        "properties": {
+            "id": UUID,
+            "kind": {"type": "string"},
+            "title": {"type": "string"},
+            "content": {"not": {"type": "null"}},
+            "tags": {"type": "array", "items": {"type": "string"}},
+            "metadata": {"type": "object"},
+            "content_hash": {
+                "type": "string",
+                "pattern": "^[0-9a-f]{64}$",
+                "description": "SHA-256 of the canonical (kind, title, content): equal hashes are one card.",
+            },
+            "usage_count": {"type": "integer", "minimum": 0},
+            "created_at": TIME,
+            "updated_at": TIME,
+            "last_used_at": {"type": ["string", "null"], "format": "date-time"},
+        },
+    },
+    "BatchRequest": {
+        "type": "object",
+        "required": ["cards"],
+        "properties": {
+            "cards": {"type": "array", "minItems": 1, "maxItems": 1000, "items": _ref("schemas", "CardInput")}
+        },
+    },
+    "BatchResponse": {
+        "type": "object",
+        "required": ["cards", "created", "duplicates"],
+        "properties": {
+            "cards": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["index", "id", "status", "content_hash"],
+                    "properties": {
+                        "index": {"type": "integer", "minimum": 0},
+                        "id": UUID,
+                        "status": {"enum": ["created", "duplicate"]},
+                        "content_hash": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+                    },
+                },
+            },
+            "created": {"type": "integer", "minimum": 0},
+            "duplicates": {"type": "integer", "minimum": 0},
+        },
+    },
+    "RetrieveRequest": {
+        "type": "object",
+        "required": ["ids"],
+        "properties": {"ids": {"type": "array", "minItems": 1, "maxItems": 1000, "items": UUID}},
+    },
+    "RetrieveResponse": {
+        "type": "object",
+        "required": ["cards", "missing"],
+        "properties": {
+            "cards": {"type": "array", "items": _ref("schemas", "Card")},
+            "missing": {"type": "array", "items": UUID},
+        },
+    },
+    "UsageRequest": {
+        "type": "object",
+        "required": ["workflow_id", "run_id"],
+        "properties": {"workflow_id": _string(1, 255), "run_id": _string(1, 255), "metadata": METADATA},
+    },
+    "UsageResponse": {
+        "type": "object",
+        "required": ["card_id", "usage_count", "deduplicated", "recorded_at"],
+        "properties": {
+            "card_id": UUID,
+            "usage_count": {"type": "integer", "minimum": 1},
+            "deduplicated": {"type": "boolean"},
+            "recorded_at": TIME,
+        },
+    },
+    "Problem": {
+        "type": "object",
+        "description": "RFC 9457 problem details.",
+        "required": ["type", "title", "status", "detail", "trace_id"],
+        "properties": {
+            "type": {"type": "string", "enum": [f"/problems/{slug}" for slug in PROBLEMS]},
+            "title": {"type": "string"},
+            "status": {"type": "integer"},
+            "detail": {"type": "string"},
+            "trace_id": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,128}$"},
+            "errors": {
+                "type": "array",
+                "description": "validation-error only: every broken rule.",
+                "items": {
+                    "type": "object",
+                    "required": ["field", "message"],
+                    "properties": {
+                        "index": {
+                            "type": "integer",
+                            "minimum": 0,
+                            "description": "Position in the request's array.",
+                        },
+                        "field": {"type": "string"},
+                        "message": {"type": "string"},
+                    },
+                },
+            },
+        },
+    },
+}
+
+HEADERS = {
+    "X-Trace-ID": {
+        "description": "The request's X-Trace-ID if it matched [A-Za-z0-9._-]{1,128}, else a generated one.",
+        "schema": {"type": "string"},
+    },
+    "Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}},
+    "WWW-Authenticate": {"description": "Always `Bearer`.", "schema": {"type": "string"}},
+    "Allow": {"description": "The methods the route accepts.", "schema": {"type": "string"}},
+    "Idempotent-Replayed": {
+        "description": "`true` when the answer stored for an earlier request with this key is replayed.",
+        "schema": {"type": "string", "enum": ["true"]},
+    },
+}
+
+PARAMETERS = {
+    "TraceId": {
+        "name": "X-Trace-ID",
+        "in": "header",
+        "description": "Honoured if it matches [A-Za-z0-9._-]{1,128}; echoed on the response and in errors.",
+        "schema": {"type": "string"},
+    },
+    "IdempotencyKey": {
+        "name": "Idempotency-Key",
+        "in": "header",
+        "description": "1-255 printable ASCII characters, bare or as a quoted string; given at most once. "
+        "Scope: tenant + key, kept at least 24 hours. The same key with a JSON-equal body replays the stored "
+        "answer byte for byte (with `Idempotent-Replayed: true`); with a different body it is a 422 "
+        "idempotency-key-reused; while the first request runs, the second waits a bounded time, then replays "
+        "or gets 409 idempotency-key-in-use. Only committed successes are stored.",
+        "schema": _string(1, 257),
+    },
+    "CardId": {"name": "id", "in": "path", "required": True, "schema": UUID},
+}
+
+_WHEN = {
+    "malformed-json": "The body is not UTF-8 JSON.",
+    "invalid-idempotency-key": "The key is empty, over 255 characters, not printable ASCII, or sent twice.",
+    "unauthorized": "Missing, malformed, expired or revoked credentials.",
+    "forbidden": "The tenant is unknown or suspended.",
+    "not-found": "No such card for this tenant (unknown, deleted, foreign or malformed id), or route.",
+    "method-not-allowed": "The route does not accept this method; `Allow` lists the ones it does.",
+    "idempotency-key-in-use": "A request with the same key is still running after the bounded wait.",
+    "duplicate-card": "The change would duplicate another live card.",
+    "precondition-failed": "`If-Match` names a stale version.",
+    "payload-too-large": "The body is over the limit (8 MiB unless configured); refused before it is read.",
+    "unsupported-media-type": "The body is not sent as `application/json` (UTF-8).",
+    "validation-error": "An input rule is broken; `errors` lists every one, with the item's `index`.",
+    "idempotency-key-reused": "The key was used before with a different body.",
+    "precondition-required": "`If-Match` is missing.",
+    "rate-limited": "Too many requests.",
+    "internal-error": "An unexpected error; it is logged under the trace_id.",
+    "service-unavailable": "The database is unreachable, busy or on another schema version; retry.",
+    "gateway-timeout": "The database did not answer in time.",
+}
+
+
+def _problems(*slugs: str) -> dict:
+    """Responses for the given problem slugs, grouped by status (several slugs may share one)."""
+    by_status: dict[str, dict] = {}
+    for slug in slugs:
+        status, title, _ = PROBLEMS[slug]
+        response = by_status.setdefault(
+            str(status),
+            {
+                "description": "",
+                "headers": {"X-Trace-ID": _ref("headers", "X-Trace-ID")},
+                "content": {
+                    "application/problem+json": {"schema": _ref("schemas", "Problem"), "examples": {}}
+                },
+            },
+        )
+        response["description"] += f"`{slug}`: {_WHEN[slug]} "
+        if slug in RETRYABLE:
+            response["headers"]["Retry-After"] = _ref("headers", "Retry-After")
+        if status == 401:
+            response["headers"]["WWW-Authenticate"] = _ref("headers", "WWW-Authenticate")
+        example = {"type": f"/problems/{slug}", "title": title, "status": status, "detail": _WHEN[slug]}
+        example["trace_id"] = "4bf92f3577b34da6a3ce929d0e0e4736"
+        if slug == "validation-error":
+            example["errors"] = [{"index": 0, "field": "title", "message": "must be 1-500 characters"}]
+        response["content"]["application/problem+json"]["examples"][slug] = {"value": example}
+    for response in by_status.values():
+        response["description"] = response["description"].strip()
+    return by_status
+
+
+def _ok(description: str, schema: str | None, media: str = "application/json", **headers) -> dict:
+    response = {
+        "description": description,
+        "headers": {"X-Trace-ID": _ref("headers", "X-Trace-ID"), **headers},
+    }
+    if schema is not None:
+        response["content"] = {media: {"schema": _ref("schemas", schema)}}
+    return response
+
+
+_API_ERRORS = ("unauthorized", "forbidden", "internal-error", "service-unavailable", "gateway-timeout")
+_BODY_ERRORS = ("malformed-json", "payload-too-large", "unsupported-media-type", "validation-error")
+
+
+def _api(op_id: str, summary: str, description: str, request: str, ok: dict, *, params=(), errors=()) -> dict:
+    return {
+        "post": {
+            "operationId": op_id,
+            "tags": ["cards"],
+            "summary": summary,
+            "description": description,
+            "security": [{"bearer": []}],
+            "parameters": [_ref("parameters", p) for p in ("TraceId", *params)],
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _ref("schemas", request)}},
+            },
+            "responses": ok | _problems(*_BODY_ERRORS, *errors, *_API_ERRORS),
+        }
+    }
+
+
+def _ops(op_id: str, summary: str, description: str, ok: dict, *errors: str) -> dict:
+    return {
+        "get": {
+            "operationId": op_id,
+            "tags": ["operations"],
+            "summary": summary,
+            "description": description,
+            "security": [],
+            "parameters": [_ref("parameters", "TraceId")],
+            "responses": ok | _problems(*errors),
+        }
+    }
+
+
+PATHS = {
+    "/api/v1/cards/batch": _api(
+        "createCards",
+        "Create cards in bulk, atomically, with content deduplication",
+        "Every item is valid and the whole batch commits, or nothing is written and the answer is 422 "
+        "listing every invalid item by `index`. An item whose content_hash matches a live card of the "
+        "tenant, or an earlier item of the batch, is not inserted again: its status is `duplicate`.",
+        "BatchRequest",
+        {
+            "201": _ok(
+                "The batch committed, or its stored answer is replayed.",
+                "BatchResponse",
+                **{"Idempotent-Replayed": _ref("headers", "Idempotent-Replayed")},
+            )
+        },
+        params=("IdempotencyKey",),
+        errors=("invalid-idempotency-key", "idempotency-key-in-use", "idempotency-key-reused"),
+    ),
+    "/api/v1/cards/retrieve": _api(
+        "retrieveCards",
+        "Fetch cards by id",
+        "Cards come in the order of their first appearance in `ids`, each once. An id that does not "
+        "exist, is deleted or belongs to another tenant is listed in `missing`. A malformed UUID is a 422 "
+        "with its index.",
+        "RetrieveRequest",
+        {"200": _ok("The cards found, and the ids not found.", "RetrieveResponse")},
+    ),
+    "/api/v1/cards/{id}/usage": _api(
+        "trackUsage",
+        "Record that a workflow run used a card",
+        "The first report for a (card, workflow_id, run_id) adds one to `usage_count`; a repeat answers "
+        "`deduplicated: true` and changes nothing.",
+        "UsageRequest",
+        {"200": _ok("The usage is recorded (or was already).", "UsageResponse")},
+        params=("CardId",),
+        errors=("not-found",),
+    ),
+    "/health": _ops(
+        "health",
+        "Liveness",
+        "The process is up. Touches no database.",
+        {
+            "200": _ok("Up.", None)
+            | {"content": {"application/json": {"schema": {"const": {"status": "ok"}}}}}
+        },
+    ),
+    "/ready": _ops(
+        "ready",
+        "Readiness",
+        "The database answers and its schema is the version this gateway expects.",
+        {
+            "200": _ok("Ready.", None)
+            | {
+                "content": {
+                    "application/json": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["status", "schema_version"],
+                            "properties": {
+                                "status": {"const": "ready"},
+                                "schema_version": {"type": "integer"},
+                            },
+                        }
+                    }
+                }
+            }
+        },
+        "service-unavailable",
+    ),
+    "/metrics": _ops(
+        "metrics",
+        "Prometheus metrics",
+        "Text exposition: `cards_http_requests_total`, `cards_http_request_duration_seconds`, "
+        "`cards_idempotency_requests_total`, `cards_batch_cards_total`, `cards_usage_reports_total`, "
+        "`cards_db_pool_*`, `cards_auth_failures_total`, `cards_db_errors_total`, `cards_ready`, "
+        "`cards_build_info`.",
+        {
+            "200": _ok("Prometheus text format 0.0.4.", None)
+            | {"content": {"text/plain": {"schema": {"type": "string"}}}}
+        },
+    ),
+    "/openapi.json": _ops(
+        "openapi",
+        "This document",
+        "The OpenAPI 3.1 description of the API.",
+        {
+            "200": _ok("OpenAPI 3.1.", None)
+            | {"content": {"application/json": {"schema": {"type": "object"}}}}
+        },
+    ),
+    "/docs": _ops(
+        "docs",
+        "Human-readable docs",
+        "A static HTML page generated from this document.",
+        {"200": _ok("HTML.", None) | {"content": {"text/html": {"schema": {"type": "string"}}}}},
+    ),
+}
+
+SPEC = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "Cards API",
+        "version": __version__,
+        "description": "Reusable content cards for workflow runs, per tenant. Every `/api/` route needs "
+        "`Authorization: Bearer <API key or JWT>`. Every response carries `X-Trace-ID`. Errors are RFC 9457 "
+        "`application/problem+json`; any route answers 404 `not-found` when it does not exist and 405 "
+        "`method-not-allowed` (with `Allow`) for a method it does not accept.",
+    },
+    "servers": [{"url": "/"}],
+    "tags": [{"name": "cards"}, {"name": "operations"}],
+    "paths": PATHS,
+    "components": {
+        "schemas": SCHEMAS,
+        "parameters": PARAMETERS,
+        "headers": HEADERS,
+        "securitySchemes": {
+            "bearer": {
+                "type": "http",
+                "scheme": "bearer",
+                "description": "An API key from `cards.create_api_key` (`ck_…`), or an HS256 JWT signed with "
+                "CARDS_JWT_SECRET carrying `tenant_id` (UUID) and `exp`. A revoked key stops working "
+                "within 5 s; a suspended or unknown tenant gets 403.",
+            }
+        },
+    },
+}
+
+SPEC_JSON = orjson.dumps(SPEC)
+
+
+def _docs_html() -> str:
+    e = html.escape
+    out = [
+        "<!doctype html><html lang=en><head><meta charset=utf-8><title>Cards API</title>",
+        "<style>body{font:15px/1.45 system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em}"
+        "code{background:#f3f3f3;padding:0 .2em}h2{border-top:1px solid #ddd;padding-top:.8em}"
+        "td{vertical-align:top;padding:.2em .6em}</style></head><body>",
+        f"<h1>Cards API {e(SPEC['info']['version'])}</h1><p>{e(SPEC['info']['description'])}</p>",
+        '<p>Machine-readable: <a href="/openapi.json">/openapi.json</a> (OpenAPI 3.1).</p>',
+    ]
+    for path, item in PATHS.items():
+        for method, op in item.items():
+            out.append(f"<h2><code>{method.upper()} {e(path)}</code></h2><p><b>{e(op['summary'])}</b></p>")
+            out.append(f"<p>{e(op['description'])}</p>")
+            if "requestBody" in op:
+                schema = op["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
+                fields = ", ".join(f"<code>{e(f)}</code>" for f in SCHEMAS[schema]["properties"])
+                out.append(f"<p>Body (<code>application/json</code>): {fields}</p>")
+            out.append("<table>")
+            for status, response in op["responses"].items():
+                out.append(f"<tr><td><b>{status}</b></td><td>{e(response['description'])}</td></tr>")
+            out.append("</table>")
+    out.append("</body></html>")
+    return "\n".join(out)
+
+
+DOCS_HTML = _docs_html()
