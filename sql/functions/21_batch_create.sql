@@ -68,6 +68,7 @@ DECLARE
     v_stored cards.idempotency_keys;
     v_hashes bytea [];
     v_created bytea [];
+    v_created_ids uuid [];
     v_body text;
     v_unresolved bigint;
 BEGIN
@@ -120,32 +121,38 @@ BEGIN
         INNER JOIN unnest(v_hashes) WITH ORDINALITY AS h (content_hash, ord) USING (ord)
         ORDER BY h.content_hash, c.ord
         ON CONFLICT (tenant_id, content_hash) WHERE deleted_at IS NULL DO NOTHING
-        RETURNING content_hash
+        RETURNING card_id, content_hash
     )
-    SELECT coalesce(array_agg(i.content_hash), '{}') INTO v_created FROM inserted AS i;
+    SELECT coalesce(array_agg(i.content_hash), '{}'), coalesce(array_agg(i.card_id), '{}')
+    INTO v_created, v_created_ids
+    FROM inserted AS i;
 
-    -- A new statement, so a new snapshot: it also sees the cards that a concurrent batch
-    -- committed while this one waited on their hashes.
+    -- Duplicates are looked up in a new statement, so with a new snapshot: it also sees
+    -- the cards that a concurrent batch committed while this one waited on their hashes.
     SELECT
         json_build_object(
             'cards', json_agg(json_build_object(
                 'index', h.ord - 1,
-                'id', c.card_id,
-                'status', CASE WHEN n.content_hash IS NOT NULL AND h.ord = h.first_ord THEN 'created' ELSE 'duplicate' END,
+                'id', coalesce(n.card_id, d.card_id),
+                'status', CASE WHEN n.card_id IS NOT NULL AND h.ord = h.first_ord THEN 'created' ELSE 'duplicate' END,
                 'content_hash', encode(h.content_hash, 'hex')
             ) ORDER BY h.ord),
             'created', cardinality(v_created),
             'duplicates', count(*) - cardinality(v_created)
         )::text,
-        count(*) FILTER (WHERE c.card_id IS NULL)
+        count(*) FILTER (WHERE coalesce(n.card_id, d.card_id) IS NULL)
     INTO v_body, v_unresolved
     FROM (
         SELECT u.content_hash, u.ord, min(u.ord) OVER (PARTITION BY u.content_hash) AS first_ord
         FROM unnest(v_hashes) WITH ORDINALITY AS u (content_hash, ord)
     ) AS h
-    LEFT JOIN unnest(v_created) AS n (content_hash) ON n.content_hash = h.content_hash
-    LEFT JOIN cards.cards AS c
-        ON c.tenant_id = p_tenant_id AND c.content_hash = h.content_hash AND c.deleted_at IS NULL;
+    LEFT JOIN unnest(v_created, v_created_ids) AS n (content_hash, card_id) ON n.content_hash = h.content_hash
+    LEFT JOIN LATERAL (
+        SELECT c.card_id FROM cards.cards AS c
+        WHERE
+            n.card_id IS NULL
+            AND c.tenant_id = p_tenant_id AND c.content_hash = h.content_hash AND c.deleted_at IS NULL
+    ) AS d ON true;
 
     IF v_unresolved > 0 THEN
         -- A card this batch deduplicated against was deleted in between: retry.

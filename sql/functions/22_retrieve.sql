@@ -1,7 +1,10 @@
 -- Retrieval by id (API.md, "POST /api/v1/cards/retrieve").
 
--- A card as the API answers it, with its usage summed over the counter slots.
-CREATE OR REPLACE FUNCTION cards._card_json(p_card cards.cards)
+-- A card as the API answers it, given its usage (summed over the counter slots by the
+-- caller). A single expression, so that it is inlined into the calling query.
+CREATE OR REPLACE FUNCTION cards._card_json(
+    p_card cards.cards, p_usage_count numeric, p_last_used_at timestamptz
+)
 RETURNS json
 LANGUAGE sql
 STABLE
@@ -14,13 +17,11 @@ AS $$
         'tags', p_card.tags,
         'metadata', p_card.metadata,
         'content_hash', encode(p_card.content_hash, 'hex'),
-        'usage_count', coalesce(sum(u.usage_count), 0),
+        'usage_count', coalesce(p_usage_count, 0),
         'created_at', cards._rfc3339(p_card.created_at),
         'updated_at', cards._rfc3339(p_card.updated_at),
-        'last_used_at', cards._rfc3339(max(u.last_used_at))
+        'last_used_at', cards._rfc3339(p_last_used_at)
     )
-    FROM cards.card_usage_counters AS u
-    WHERE u.tenant_id = p_card.tenant_id AND u.card_id = p_card.card_id
 $$;
 
 -- The tenant's live cards among `p_ids`, in order of first appearance, each once; the
@@ -44,16 +45,25 @@ BEGIN
             'index', array_position(p_ids, NULL) - 1, 'field', 'ids', 'message', 'must not be null'
         )));
     END IF;
+    -- LATERAL lookups keep the plan an index probe per id, whatever the statistics say.
     SELECT json_build_object(
-        'cards', coalesce(json_agg(cards._card_json(c) ORDER BY w.ord) FILTER (WHERE c.card_id IS NOT NULL), '[]'),
-        'missing', coalesce(json_agg(w.id ORDER BY w.ord) FILTER (WHERE c.card_id IS NULL), '[]')
+        'cards', coalesce(json_agg(f.card ORDER BY w.ord) FILTER (WHERE f.card IS NOT NULL), '[]'),
+        'missing', coalesce(json_agg(w.id ORDER BY w.ord) FILTER (WHERE f.card IS NULL), '[]')
     )
     INTO v_result
     FROM (
         SELECT i.id, min(i.ord) AS ord FROM unnest(p_ids) WITH ORDINALITY AS i (id, ord) GROUP BY i.id
     ) AS w
-    LEFT JOIN cards.cards AS c
-        ON c.tenant_id = p_tenant_id AND c.card_id = w.id AND c.deleted_at IS NULL;
+    LEFT JOIN LATERAL (
+        SELECT cards._card_json(c, u.usage_count, u.last_used_at) AS card
+        FROM cards.cards AS c
+        CROSS JOIN LATERAL (
+            SELECT sum(n.usage_count) AS usage_count, max(n.last_used_at) AS last_used_at
+            FROM cards.card_usage_counters AS n
+            WHERE n.tenant_id = p_tenant_id AND n.card_id = c.card_id
+        ) AS u
+        WHERE c.tenant_id = p_tenant_id AND c.card_id = w.id AND c.deleted_at IS NULL
+    ) AS f ON true;
     RETURN v_result;
 END
 $$;
