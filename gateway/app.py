@@ -29,8 +29,8 @@ METRICS = web.AppKey("metrics", Metrics)
 AUTH = web.AppKey("auth", Authenticator)
 SCHEMA_VERSION = web.AppKey("schema_version", int)
 
-TRACE_ID = "trace_id"  # request-scoped values
-TENANT = "tenant"
+TRACE_ID = web.RequestKey("trace_id", str)
+TENANT = web.RequestKey("tenant", str)
 _TRACE_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _JSON = "application/json"
 
@@ -107,7 +107,7 @@ def _idempotency_key(request: web.Request) -> str | None:
 
 async def _json_body(request: web.Request) -> bytes:
     """The raw body, refused early when it is not JSON or is over the limit; SQL parses it."""
-    if request.content_type != _JSON or request.charset not in (None, "utf-8"):
+    if request.content_type != _JSON or (request.charset or "utf-8").lower() != "utf-8":
         raise Problem("unsupported-media-type", f"send the body as {_JSON} (UTF-8)")
     limit = request.app[CONFIG].max_body_bytes
     if request.content_length is not None and request.content_length > limit:

@@ -70,6 +70,16 @@ class Metrics:
         self.pool_waiters = Gauge(
             "cards_db_pool_waiters", "Requests waiting for a pool connection.", registry=r
         )
+        # Every known label value starts at 0, so rates and alerts see the series from the start.
+        for counter, values in [
+            (self.idempotency, ("stored", "replayed", "in_use", "reused")),
+            (self.batch_cards, ("created", "duplicate")),
+            (self.usage_reports, ("recorded", "deduplicated")),
+            (self.auth_failures, ("missing", "malformed", "invalid", "expired", "revoked_or_unknown")),
+            (self.db_errors, ("unavailable", "timeout")),
+        ]:
+            for value in values:
+                counter.labels(value)
         build = Gauge(
             "cards_build_info",
             "Gateway version and the schema version it expects.",
