@@ -1,0 +1,184 @@
+"""Fixtures: a real PostgreSQL (CARDS_TEST_DSN, or a throwaway cluster started here), one fresh
+migrated database for the session, tenants made through the admin functions, and the real
+gateway served over HTTP on a free port."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import jwt
+import psycopg
+import pytest
+from pytest_postgresql.janitor import DatabaseJanitor
+
+from gateway.app import init_app
+from gateway.config import Config
+
+from .pgproxy import PgProxy
+
+ROOT = Path(__file__).resolve().parent.parent
+JWT_SECRET = "tests-only-hs256-secret-0123456789abcdef"
+OWN_CLUSTER = (ROOT / ".data" / "pytest-pg", 54332)
+
+
+@pytest.fixture(scope="session")
+def server_dsn() -> Iterator[str]:
+    """A superuser's DSN: the Makefile's test cluster, or one this session starts and stops."""
+    if os.environ.get("CARDS_TEST_DSN"):
+        yield os.environ["CARDS_TEST_DSN"]
+        return
+    datadir, port = OWN_CLUSTER
+    subprocess.run([ROOT / "scripts" / "pgcluster", "start", datadir, str(port), "test"], check=True)
+    try:
+        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        subprocess.run([ROOT / "scripts" / "pgcluster", "stop", datadir], check=True)
+
+
+def _with_dbname(dsn: str, dbname: str) -> str:
+    return urlsplit(dsn)._replace(path=f"/{dbname}").geturl()
+
+
+@pytest.fixture(scope="session")
+def make_database(server_dsn: str):
+    """Creates empty databases (dropped at the end of the session); returns their DSNs."""
+    url = urlsplit(server_dsn)
+    janitors = []
+
+    def make(prefix: str = "cards_test") -> str:
+        name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+        janitor = DatabaseJanitor(
+            user=url.username or "postgres",
+            password=url.password,
+            host=url.hostname or "127.0.0.1",
+            port=url.port or 5432,
+            dbname=name,
+        )
+        janitor.init()
+        janitors.append(janitor)
+        return _with_dbname(server_dsn, name)
+
+    yield make
+    for janitor in janitors:
+        janitor.drop()
+
+
+@pytest.fixture(scope="session")
+def database(make_database) -> str:
+    """The session's database, migrated with `python -m gateway.migrate`, as a superuser's DSN."""
+    dsn = make_database()
+    subprocess.run([sys.executable, "-m", "gateway.migrate", dsn], check=True, cwd=ROOT, capture_output=True)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        # A request meeting a busy Idempotency-Key waits this long before its 409 (default 5 s).
+        conn.execute(f"ALTER DATABASE {urlsplit(dsn).path[1:]} SET cards.idempotency_wait = '1s'")
+    return dsn
+
+
+@pytest.fixture
+async def proxy(database: str):
+    """A proxy in front of the database server: counts round trips, can cut the database off."""
+    url = urlsplit(database)
+    proxy = await PgProxy(url.hostname or "127.0.0.1", url.port or 5432).start()
+    yield proxy
+    await proxy.cut()
+
+
+@dataclasses.dataclass
+class Tenant:
+    id: str
+    key: str
+    key_id: str
+
+    @property
+    def auth(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.key}"}
+
+    def jwt(self, **claims) -> dict[str, str]:
+        return {"Authorization": f"Bearer {make_jwt(self.id, **claims)}"}
+
+
+def make_jwt(tenant_id: object, *, secret: str = JWT_SECRET, expires_in: float = 300, **claims) -> str:
+    claims = {"tenant_id": tenant_id, "exp": int(time.time() + expires_in)} | claims
+    return jwt.encode({k: v for k, v in claims.items() if v is not None}, secret, algorithm="HS256")
+
+
+class Admin:
+    """The admin functions, called as the superuser the way trusted jobs would."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self.conn = psycopg.connect(dsn, autocommit=True)
+
+    def value(self, query: str, *args):
+        return self.conn.execute(query, args).fetchone()[0]
+
+    def tenant(self, name: str = "tenant") -> Tenant:
+        tenant_id = self.value("SELECT cards.create_tenant(%s)", name)
+        key_id, key = self.conn.execute("SELECT * FROM cards.create_api_key(%s)", (tenant_id,)).fetchone()
+        return Tenant(str(tenant_id), key, str(key_id))
+
+    def new_key(self, tenant: Tenant) -> Tenant:
+        key_id, key = self.conn.execute("SELECT * FROM cards.create_api_key(%s)", (tenant.id,)).fetchone()
+        return Tenant(tenant.id, key, str(key_id))
+
+    def revoke(self, tenant: Tenant) -> bool:
+        return self.value("SELECT cards.revoke_api_key(%s)", tenant.key_id)
+
+    def set_active(self, tenant: Tenant, active: bool) -> bool:
+        return self.value("SELECT cards.set_tenant_active(%s, %s)", tenant.id, active)
+
+    def card_count(self, tenant: Tenant) -> int:
+        """The tenant's live cards (a superuser is not held by row-level security)."""
+        return self.value(
+            "SELECT count(*) FROM cards.cards WHERE tenant_id = %s AND deleted_at IS NULL", tenant.id
+        )
+
+
+@pytest.fixture(scope="session")
+def admin(database: str) -> Iterator[Admin]:
+    admin = Admin(database)
+    yield admin
+    admin.conn.close()
+
+
+@pytest.fixture
+def tenant(admin: Admin) -> Tenant:
+    return admin.tenant("tenant A")
+
+
+@pytest.fixture
+def other_tenant(admin: Admin) -> Tenant:
+    return admin.tenant("tenant B")
+
+
+@pytest.fixture
+def config(database: str) -> Config:
+    return Config(database_url=database, jwt_secret=JWT_SECRET, pool_min=1, pool_max=10)
+
+
+@pytest.fixture
+def make_client(aiohttp_client, config: Config):
+    """Serves a fresh app (settings overridden as given) on a free port; returns its HTTP client."""
+
+    async def make(app=None, **overrides):
+        return await aiohttp_client(app or init_app(dataclasses.replace(config, **overrides)))
+
+    return make
+
+
+@pytest.fixture
+async def client(make_client):
+    return await make_client()
+
+
+def cards(*titles: str, **fields) -> dict:
+    """A batch request body with one card per title."""
+    return {"cards": [{"title": title, "content": {"text": f"about {title}"}, **fields} for title in titles]}
