@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncpg
 
 from .config import Config
+from .errors import DatabaseUnavailable
 
 GATEWAY_ROLE = "cards_gateway"
 
@@ -43,14 +44,18 @@ class Database:
             await self.pool.close()
 
     async def fetchrow(self, query: str, *args: object) -> asyncpg.Record:
-        """Run one statement on a pooled connection (TimeoutError when none frees up in time)."""
+        """Runs one statement on a pooled connection: one round trip once the statement is prepared."""
         assert self.pool is not None, "the pool opens in the app's cleanup context"
         self.waiters += 1
         try:
             conn = await self.pool.acquire(timeout=self.config.pool_timeout_s)
+        except (OSError, TimeoutError) as exc:
+            raise DatabaseUnavailable(repr(exc)) from exc
         finally:
             self.waiters -= 1
         try:
             return await conn.fetchrow(query, *args)
+        except OSError as exc:
+            raise DatabaseUnavailable(repr(exc)) from exc
         finally:
             await self.pool.release(conn)

@@ -37,6 +37,10 @@ _BY_STATUS = {status: slug for slug, (status, _, _) in reversed(PROBLEMS.items()
 _UNAVAILABLE_CLASSES = ("08", "53", "57P")
 
 
+class DatabaseUnavailable(Exception):
+    """No database connection could be had: refused, broken, or none free in time."""
+
+
 class Problem(Exception):
     """An error answered as `application/problem+json`."""
 
@@ -76,7 +80,7 @@ def from_http(exc: web.HTTPException) -> Problem:
 
 
 def from_database(exc: BaseException) -> Problem | None:
-    """The problem for an error raised by asyncpg or the pool; None when it is unexpected (a 500)."""
+    """The problem for an error from the database or the pool; None when it is unexpected (a 500)."""
     if isinstance(exc, asyncpg.PostgresError):
         state = exc.sqlstate or ""
         slug = BY_SQLSTATE.get(state)
@@ -87,7 +91,7 @@ def from_database(exc: BaseException) -> Problem | None:
         if slug is not None or state.startswith(_UNAVAILABLE_CLASSES):
             return Problem("service-unavailable", "the database cannot serve this request now; retry")
         return None
-    if isinstance(exc, (OSError, TimeoutError)):  # cannot connect, or no pool connection in time
+    if isinstance(exc, DatabaseUnavailable):
         return Problem("service-unavailable", "the database is unavailable; retry")
     return None
 

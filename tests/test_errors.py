@@ -74,6 +74,7 @@ async def test_a_validation_errors_detail_becomes_the_problems_errors_list(datab
 async def test_an_unexpected_sqlstate_is_not_mapped(database):
     assert from_database(await _raised(database, "42P01")) is None
     assert from_database(ValueError("not a database error")) is None
+    assert from_database(ConnectionResetError("a client hung up")) is None  # not a database outage
 
 
 def test_every_problem_slug_of_the_contract_is_in_the_table():
