@@ -36,7 +36,7 @@ class Authenticator:
             raise self._refuse("missing", "an Authorization: Bearer header is required")
         scheme, _, token = authorization[0].partition(" ")
         token = token.strip()
-        if len(authorization) > 1 or scheme.lower() != "bearer" or not token:
+        if len(authorization) > 1 or scheme.lower() != "bearer" or not token or not token.isascii():
             raise self._refuse("malformed", "expected one header 'Authorization: Bearer <token>'")
         if token.startswith("ck_"):
             return await self._api_key(token)

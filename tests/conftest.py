@@ -4,6 +4,7 @@ gateway served over HTTP on a free port."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import subprocess
@@ -182,3 +183,16 @@ async def client(make_client):
 def cards(*titles: str, **fields) -> dict:
     """A batch request body with one card per title."""
     return {"cards": [{"title": title, "content": {"text": f"about {title}"}, **fields} for title in titles]}
+
+
+async def raw_request(client, head: str | bytes, *parts: bytes) -> tuple[int, bytes]:
+    """Sends a request head and then only `parts` of the body; reads the answer that comes back."""
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    writer.write(head if isinstance(head, bytes) else head.encode())
+    for part in parts:
+        writer.write(part)
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(65536), timeout=5)
+    writer.close()
+    status = int(answer.split(b" ", 2)[1])
+    return status, answer.partition(b"\r\n\r\n")[2]

@@ -9,7 +9,7 @@ import uuid
 import jwt
 import pytest
 
-from .conftest import cards, make_jwt
+from .conftest import cards, make_jwt, raw_request
 
 RETRIEVE = "/api/v1/cards/retrieve"
 NO_IDS = {"ids": [str(uuid.uuid4())]}
@@ -41,6 +41,14 @@ async def test_missing_authorization_is_401(client):
 )
 async def test_a_malformed_authorization_header_is_401(client, value):
     await _refused(client, {"Authorization": value}, "malformed")
+
+
+async def test_a_token_with_bytes_outside_ascii_is_401_not_a_server_error(client):
+    for token in [b"\xff\xfe.abc.def", b"ck_\xc3\xa9", "é.é.é".encode()]:
+        head = b"POST " + RETRIEVE.encode() + b" HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + token
+        status, body = await raw_request(client, head + b"\r\nContent-Length: 0\r\n\r\n")
+        assert status == 401, token
+        assert b"/problems/unauthorized" in body
 
 
 async def test_an_unknown_api_key_is_401(client):

@@ -8,7 +8,7 @@ import json
 
 import psycopg
 
-from .conftest import cards
+from .conftest import cards, raw_request
 
 BATCH = "/api/v1/cards/batch"
 
@@ -97,6 +97,18 @@ async def test_an_empty_or_overlong_idempotency_key_is_400(client, admin, tenant
     assert admin.card_count(tenant) == 0
     response = await client.post(BATCH, json=cards("a"), headers=tenant.auth | {"Idempotency-Key": "k" * 255})
     assert response.status == 201
+
+
+async def test_an_idempotency_key_with_bytes_outside_ascii_is_400_not_a_server_error(client, tenant):
+    body = json.dumps(cards("a")).encode()
+    for key in [b"\xff", b"caf\xc3\xa9"]:
+        head = (
+            f"POST {BATCH} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tenant.key}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nIdempotency-Key: "
+        ).encode()
+        status, answer = await raw_request(client, head + key + b"\r\n\r\n", body)
+        assert status == 400, key
+        assert b"/problems/invalid-idempotency-key" in answer
 
 
 async def test_twenty_concurrent_requests_with_one_key_create_exactly_one_set_of_cards(client, admin, tenant):
@@ -192,26 +204,13 @@ async def test_a_body_without_a_content_type_is_415(client, tenant):
     assert response.status == 415
 
 
-async def _raw_request(client, head: str, *parts: bytes) -> tuple[int, bytes]:
-    """Sends a request head and then only `parts` of the body; reads the answer that comes back."""
-    reader, writer = await asyncio.open_connection(client.host, client.port)
-    writer.write(head.encode())
-    for part in parts:
-        writer.write(part)
-    await writer.drain()
-    answer = await asyncio.wait_for(reader.read(65536), timeout=5)
-    writer.close()
-    status = int(answer.split(b" ", 2)[1])
-    return status, answer.partition(b"\r\n\r\n")[2]
-
-
 async def test_a_declared_length_over_the_limit_is_413_before_the_body_is_sent(make_client, tenant):
     client = await make_client(max_body_bytes=4096)
     head = (
         f"POST {BATCH} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tenant.key}\r\n"
         f"Content-Type: application/json\r\nContent-Length: {1 << 40}\r\n\r\n"
     )
-    status, body = await _raw_request(client, head, b'{"cards": [')
+    status, body = await raw_request(client, head, b'{"cards": [')
     assert status == 413
     assert json.loads(body)["type"] == "/problems/payload-too-large"
 
@@ -223,7 +222,7 @@ async def test_a_chunked_body_is_refused_with_413_once_it_passes_the_limit(make_
         "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
     )
     chunk = b"2000\r\n" + b" " * 0x2000 + b"\r\n"  # 8 KiB, and the body never ends
-    status, body = await _raw_request(client, head, chunk)
+    status, body = await raw_request(client, head, chunk)
     assert status == 413
     assert json.loads(body)["type"] == "/problems/payload-too-large"
 
@@ -233,7 +232,7 @@ async def test_the_default_limit_is_8_mib(client, tenant):
         f"POST {BATCH} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tenant.key}\r\n"
         f"Content-Type: application/json\r\nContent-Length: {8 * 1024 * 1024 + 1}\r\n\r\n"
     )
-    status, _ = await _raw_request(client, head)
+    status, _ = await raw_request(client, head)
     assert status == 413
 
 
