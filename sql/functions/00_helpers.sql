@@ -139,3 +139,41 @@ AS $$
         )
     END
 $$;
+
+-- A card id from a URL path segment; a malformed one names no card, so it is CKNFD.
+CREATE OR REPLACE FUNCTION cards._card_id(p_text text)
+RETURNS uuid
+LANGUAGE plpgsql
+IMMUTABLE
+AS $$
+BEGIN
+    IF p_text IS NULL OR p_text !~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN
+        RAISE EXCEPTION USING ERRCODE = 'CKNFD', MESSAGE = 'No such card.';
+    END IF;
+    RETURN p_text::uuid;
+END
+$$;
+
+-- A timestamp from a query value in RFC 3339 form, or CKVAL naming the field.
+CREATE OR REPLACE FUNCTION cards._parse_timestamp(p_value text, p_field text)
+RETURNS timestamptz
+LANGUAGE plpgsql
+STABLE
+AS $$
+BEGIN
+    IF p_value IS NULL THEN
+        RETURN NULL;
+    END IF;
+    IF p_value ~ '^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?([Zz]|[+-]\d{2}:\d{2})$' THEN
+        BEGIN
+            RETURN p_value::timestamptz;
+        EXCEPTION WHEN datetime_field_overflow OR invalid_datetime_format THEN
+            NULL;  -- falls through to the validation error
+        END;
+    END IF;
+    PERFORM cards._raise_invalid(jsonb_build_array(jsonb_build_object(
+        'field', p_field, 'message', 'must be an RFC 3339 timestamp with a time zone'
+    )));
+    RETURN NULL;
+END
+$$;

@@ -123,12 +123,10 @@ AS $$
 DECLARE
     v_doc jsonb := cards._parse_body(p_body);
     v_errors jsonb := cards._envelope_errors(v_doc, '{workflow_id,run_id,metadata}');
+    v_card_id uuid;
 BEGIN
     PERFORM cards._enter_tenant(p_tenant_id);
-    IF p_card_id !~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN
-        -- No card has a malformed id: the same answer as for an unknown one.
-        RAISE EXCEPTION USING ERRCODE = 'CKNFD', MESSAGE = 'No such card.';
-    END IF;
+    v_card_id := cards._card_id(p_card_id);
     IF jsonb_typeof(v_doc) = 'object' THEN
         v_errors := v_errors || (
             SELECT coalesce(jsonb_agg(
@@ -145,7 +143,7 @@ BEGIN
         PERFORM cards._raise_invalid(v_errors);
     END IF;
     RETURN QUERY SELECT * FROM cards._track_usage(
-        p_tenant_id, p_card_id::uuid, v_doc ->> 'workflow_id', v_doc ->> 'run_id', coalesce(v_doc -> 'metadata', '{}')
+        p_tenant_id, v_card_id, v_doc ->> 'workflow_id', v_doc ->> 'run_id', coalesce(v_doc -> 'metadata', '{}')
     );
 END
 $$;

@@ -36,6 +36,16 @@ CREATE POLICY card_usage_tenant_isolation ON cards.card_usage
 USING (tenant_id = cards.current_tenant_id())
 WITH CHECK (tenant_id = cards.current_tenant_id());
 
+-- Retention (purge_usage_events) walks tenants and deletes old events.
+DROP POLICY IF EXISTS tenants_maintenance ON cards.tenants;
+CREATE POLICY tenants_maintenance ON cards.tenants
+FOR SELECT
+USING (cards.in_maintenance_scope());
+DROP POLICY IF EXISTS card_usage_maintenance ON cards.card_usage;
+CREATE POLICY card_usage_maintenance ON cards.card_usage
+FOR ALL
+USING (cards.in_maintenance_scope());
+
 ALTER TABLE cards.card_usage_counters ENABLE ROW LEVEL SECURITY;
 ALTER TABLE cards.card_usage_counters FORCE ROW LEVEL SECURITY;
 DROP POLICY IF EXISTS card_usage_counters_tenant_isolation ON cards.card_usage_counters;
