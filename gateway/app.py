@@ -115,6 +115,17 @@ async def _json_body(request: web.Request) -> bytes:
     return await request.read()  # stops with 413 as soon as a chunked body passes the limit
 
 
+async def _continue_if_within_limit(request: web.Request) -> None:
+    """`Expect: 100-continue`: invite the body only when its declared size is within the limit;
+    otherwise send nothing here, and the handler answers 413 without reading it."""
+    limit = request.app[CONFIG].max_body_bytes
+    if request.content_length is not None and request.content_length > limit:
+        return
+    if request.version >= (1, 1) and request.headers.get("Expect", "").lower() == "100-continue":
+        await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+        request.writer.output_size = 0
+
+
 def _sendable(text: str) -> bool:
     """PostgreSQL text cannot hold NUL, and UTF-8 cannot encode a lone surrogate."""
     try:
@@ -235,11 +246,12 @@ def init_app(config: Config | None = None) -> web.Application:
         waiters=lambda: database.waiters,
     )
     app.cleanup_ctx.append(_database_pool)
+    takes_body = {"expect_handler": _continue_if_within_limit}
     app.router.add_routes(
         [
-            web.post("/api/v1/cards/batch", create_batch, name="batch"),
-            web.post("/api/v1/cards/retrieve", retrieve, name="retrieve"),
-            web.post("/api/v1/cards/{id}/usage", track_usage, name="usage"),
+            web.post("/api/v1/cards/batch", create_batch, name="batch", **takes_body),
+            web.post("/api/v1/cards/retrieve", retrieve, name="retrieve", **takes_body),
+            web.post("/api/v1/cards/{id}/usage", track_usage, name="usage", **takes_body),
             web.get("/health", health, name="health"),
             web.get("/ready", ready, name="ready"),
             web.get("/metrics", metrics, name="metrics"),

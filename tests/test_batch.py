@@ -227,6 +227,32 @@ async def test_a_chunked_body_is_refused_with_413_once_it_passes_the_limit(make_
     assert json.loads(body)["type"] == "/problems/payload-too-large"
 
 
+async def test_expect_100_continue_is_answered_413_without_inviting_a_body_over_the_limit(
+    make_client, tenant
+):
+    client = await make_client(max_body_bytes=4096)
+    head = (
+        f"POST {BATCH} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tenant.key}\r\n"
+        "Content-Type: application/json\r\nContent-Length: 5000\r\nExpect: 100-continue\r\n\r\n"
+    )
+    status, _ = await raw_request(client, head)
+    assert status == 413
+
+
+async def test_expect_100_continue_invites_a_body_within_the_limit(client, tenant):
+    body = json.dumps(cards("a")).encode()
+    head = (
+        f"POST {BATCH} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tenant.key}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n"
+    )
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    writer.write(head.encode())
+    assert await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 5) == b"HTTP/1.1 100 Continue\r\n\r\n"
+    writer.write(body)
+    assert (await asyncio.wait_for(reader.readline(), 5)).startswith(b"HTTP/1.1 201")
+    writer.close()
+
+
 async def test_the_default_limit_is_8_mib(client, tenant):
     head = (
         f"POST {BATCH} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {tenant.key}\r\n"
