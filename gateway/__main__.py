@@ -23,7 +23,7 @@ def main() -> None:
     configure(config.log_level)
     loop = uvloop.new_event_loop()
     asyncio.set_event_loop(loop)
-    logging.getLogger("cards.gateway").info("listening", extra={"port": config.port})
+    log = logging.getLogger("cards.gateway")
     try:
         web.run_app(
             init_app(config),
@@ -31,7 +31,7 @@ def main() -> None:
             loop=loop,
             access_log=None,  # the middleware writes one JSON line per request instead
             shutdown_timeout=config.shutdown_timeout_s,
-            print=None,
+            print=lambda _: log.info("serving", extra={"port": config.port}),  # once the pool is open
         )
     except (OSError, asyncpg.PostgresError) as exc:
         sys.exit(f"cards gateway: cannot start: {exc}")
