@@ -133,3 +133,11 @@ async def test_a_jwt_for_an_unknown_tenant_is_403(client):
     )
     assert response.status == 403
     assert (await response.json())["type"] == "/problems/forbidden"
+
+
+async def test_a_suspended_tenant_is_403_whatever_body_it_sends(client, admin, tenant):
+    admin.set_active(tenant, False)
+    headers = tenant.auth | {"Content-Type": "application/json"}
+    for path in ["/api/v1/cards/batch", RETRIEVE, f"/api/v1/cards/{uuid.uuid4()}/usage"]:
+        response = await client.post(path, data=b"{not json", headers=headers)
+        assert response.status == 403, path
