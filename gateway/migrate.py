@@ -55,9 +55,7 @@ def latest_version() -> int:
 
 
 def repeatable_scripts() -> list[Path]:
-    return sorted((SQL_DIR / "functions").glob("*.sql")) + sorted(
-        (SQL_DIR / "policies").glob("*.sql")
-    )
+    return sorted((SQL_DIR / "functions").glob("*.sql")) + sorted((SQL_DIR / "policies").glob("*.sql"))
 
 
 async def migrate(dsn: str) -> list[str]:
@@ -68,7 +66,9 @@ async def migrate(dsn: str) -> list[str]:
         async with conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
             await conn.execute(_BOOTSTRAP)
-            done = {r["version"] for r in await conn.fetch("SELECT version FROM cards_meta.schema_migrations")}
+            done = {
+                r["version"] for r in await conn.fetch("SELECT version FROM cards_meta.schema_migrations")
+            }
             for version, path in versioned_migrations():
                 if version in done:
                     continue

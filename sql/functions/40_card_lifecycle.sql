@@ -257,14 +257,16 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_patch jsonb := cards._parse_body(p_body);
+    v_patch jsonb;
     v_card cards.cards;
     v_merged jsonb;
     v_errors jsonb;
     v_hash bytea;
 BEGIN
+    -- The tenant, then the card, then the body: a refusal does not depend on what was sent.
     PERFORM cards._enter_tenant(p_tenant_id);
     v_card := cards._live_card(p_tenant_id, cards._card_id(p_card_id), true);
+    v_patch := cards._parse_body(p_body);
     IF p_if_match IS NULL THEN
         RAISE EXCEPTION USING
             ERRCODE = 'CKPRQ',
@@ -341,9 +343,10 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_card_id uuid := cards._card_id(p_card_id);
+    v_card_id uuid;
 BEGIN
     PERFORM cards._enter_tenant(p_tenant_id);
+    v_card_id := cards._card_id(p_card_id);
     UPDATE cards.cards AS c SET deleted_at = now(), updated_at = now(), version = c.version + 1
     WHERE c.tenant_id = p_tenant_id AND c.card_id = v_card_id AND c.deleted_at IS NULL;
     IF NOT FOUND THEN
@@ -364,10 +367,11 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_card_id uuid := cards._card_id(p_card_id);
+    v_card_id uuid;
     v_card cards.cards;
 BEGIN
     PERFORM cards._enter_tenant(p_tenant_id);
+    v_card_id := cards._card_id(p_card_id);
     BEGIN
         UPDATE cards.cards AS c SET deleted_at = NULL, updated_at = now(), version = c.version + 1
         WHERE c.tenant_id = p_tenant_id AND c.card_id = v_card_id AND c.deleted_at IS NOT NULL
