@@ -83,6 +83,7 @@ $$;
 -- Parses an HTTP request body: UTF-8 JSON, or CKJSN. jsonb cannot hold NUL, so each
 -- \u0000 escape is first replaced by U+10FFFF, a noncharacter reserved for internal
 -- use, which _has_nul then finds: a NUL is reported as a validation error of its field.
+-- A missing (NULL) body is an empty one: not JSON.
 CREATE OR REPLACE FUNCTION cards._parse_body(p_body bytea)
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -91,7 +92,7 @@ AS $$
 DECLARE
     v_text text;
 BEGIN
-    v_text := pg_catalog.convert_from(p_body, 'UTF8');
+    v_text := pg_catalog.convert_from(coalesce(p_body, '\x'::bytea), 'UTF8');
     IF pg_catalog.strpos(v_text, '\u0000') > 0 THEN
         -- Only an escape preceded by an even run of backslashes is a NUL.
         v_text := pg_catalog.regexp_replace(v_text, '(?<!\\)((\\\\)*)\\u0000', '\1\\udbff\\udfff', 'g');

@@ -199,10 +199,16 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_body jsonb := cards._parse_body(p_body);
-    v_cards jsonb := CASE WHEN jsonb_typeof(v_body) = 'object' THEN v_body -> 'cards' END;
-    v_errors jsonb := cards._envelope_errors(v_body, '{cards}');
+    v_body jsonb;
+    v_cards jsonb;
+    v_errors jsonb;
 BEGIN
+    -- The tenant before the body: a suspended or unknown tenant is refused (CKFBD)
+    -- whatever it sent.
+    PERFORM cards._enter_tenant(p_tenant_id);
+    v_body := cards._parse_body(p_body);
+    v_cards := CASE WHEN jsonb_typeof(v_body) = 'object' THEN v_body -> 'cards' END;
+    v_errors := cards._envelope_errors(v_body, '{cards}');
     IF jsonb_typeof(v_cards) = 'array' AND cards._has_nul(v_cards) THEN
         v_errors := v_errors || (
             SELECT coalesce(jsonb_agg(

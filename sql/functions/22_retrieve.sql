@@ -79,11 +79,16 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_body jsonb := cards._parse_body(p_body);
-    v_ids jsonb := CASE WHEN jsonb_typeof(v_body) = 'object' THEN v_body -> 'ids' END;
-    v_errors jsonb := cards._envelope_errors(v_body, '{ids}');
+    v_body jsonb;
+    v_ids jsonb;
+    v_errors jsonb;
 BEGIN
+    -- The tenant before the body: a suspended or unknown tenant is refused (CKFBD)
+    -- whatever it sent.
     PERFORM cards._enter_tenant(p_tenant_id);
+    v_body := cards._parse_body(p_body);
+    v_ids := CASE WHEN jsonb_typeof(v_body) = 'object' THEN v_body -> 'ids' END;
+    v_errors := cards._envelope_errors(v_body, '{ids}');
     -- The count of ids is retrieve's rule; the form of each id is this body's.
     IF jsonb_typeof(v_ids) IS DISTINCT FROM 'array' THEN
         v_errors := v_errors || '[{"field": "ids", "message": "must be an array of ids"}]';

@@ -121,12 +121,16 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_doc jsonb := cards._parse_body(p_body);
-    v_errors jsonb := cards._envelope_errors(v_doc, '{workflow_id,run_id,metadata}');
+    v_doc jsonb;
+    v_errors jsonb;
     v_card_id uuid;
 BEGIN
+    -- The tenant before the path and the body: a suspended or unknown tenant is refused
+    -- (CKFBD) whatever it sent.
     PERFORM cards._enter_tenant(p_tenant_id);
     v_card_id := cards._card_id(p_card_id);
+    v_doc := cards._parse_body(p_body);
+    v_errors := cards._envelope_errors(v_doc, '{workflow_id,run_id,metadata}');
     IF jsonb_typeof(v_doc) = 'object' THEN
         v_errors := v_errors || (
             SELECT coalesce(jsonb_agg(
