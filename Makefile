@@ -13,8 +13,8 @@ TEST_PGDATA := .data/test-pg
 TEST_PGPORT ?= 54331
 TEST_DSN    := postgresql://postgres@127.0.0.1:$(TEST_PGPORT)/postgres
 
-.PHONY: help deps run migrate test lint lint-sql lint-python test-sql test-python \
-        test-cluster-up test-cluster-down bench bench-smoke clean
+.PHONY: help deps run migrate retention test lint lint-sql lint-python test-deploy test-sql \
+        test-python test-cluster-up test-cluster-down bench bench-smoke clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -35,9 +35,15 @@ migrate: deps ## apply sql/ to DATABASE_URL (or the embedded cluster)
 	else scripts/pgcluster start $(DEV_PGDATA) $(DEV_PGPORT) dev && \
 	     $(PY) -m gateway.migrate "$$(scripts/pgcluster url $(DEV_PGPORT))"; fi
 
-test: deps ## every check: lint, plpgsql_check, pgTAP, pytest (starts and stops its own cluster)
+retention: deps ## remove expired idempotency keys and old usage events (DATABASE_URL or embedded)
+	@if [ -n "$${DATABASE_URL:-}" ]; then scripts/retention "$$DATABASE_URL"; \
+	else scripts/pgcluster start $(DEV_PGDATA) $(DEV_PGPORT) dev && \
+	     scripts/retention "$$(scripts/pgcluster url $(DEV_PGPORT))"; fi
+
+test: deps ## every check: lint, deploy assets, plpgsql_check, pgTAP, pytest (own throwaway cluster)
 	@trap '$(MAKE) --no-print-directory test-cluster-down' EXIT; \
 	$(MAKE) --no-print-directory lint && \
+	$(MAKE) --no-print-directory test-deploy && \
 	$(MAKE) --no-print-directory test-cluster-up && \
 	$(MAKE) --no-print-directory test-sql && \
 	$(MAKE) --no-print-directory test-python
@@ -50,6 +56,9 @@ lint-sql:
 lint-python:
 	@$(VENV)/bin/ruff check gateway tests bench scripts
 	@$(VENV)/bin/ruff format --check gateway tests bench scripts
+
+test-deploy: ## Dockerfile, compose file, Prometheus rules and their unit tests, dashboard
+	@deploy/check
 
 test-cluster-up:
 	@rm -rf $(TEST_PGDATA)
