@@ -1,0 +1,526 @@
+"""`make bench` and `make bench-smoke`: the whole benchmark, end to end.
+
+    python -m bench.run [--size 100k|20k|1m|10m]   full run: bench/results/<timestamp>.{json,md,png}
+                                                   and bench/REPORT.md
+    python -m bench.run --smoke                     quick check that the harness works (< 1 min);
+                                                   exits non-zero if any phase gave no numbers or
+                                                   any request failed
+
+It starts its own PostgreSQL cluster (scripts/pgcluster, durable `bench` settings) and gateway,
+loads the data (bench/datagen.py), runs every operation through pgbench (the database alone)
+and wrk (through the gateway) at each concurrency, profiles, writes the report, and stops the
+cluster and the gateway at the end, on failure and on SIGINT/SIGTERM too.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+
+from . import datagen, profile, report
+from .measure import ROOT, Target, pgbench, pgbench_defines, wait_for_quiet, wrk
+
+SIZES = {"smoke": 2_000, "20k": 20_000, "100k": 100_000, "1m": 1_000_000, "10m": 10_000_000}
+OPERATIONS = ("retrieve", "usage", "hot", "batch")
+PY = str(ROOT / ".venv" / "bin" / "python")
+
+
+@dataclass
+class Plan:
+    mode: str  # "full" or "smoke"
+    size: str
+    cards: int
+    tenants: int
+    conns: list[int]
+    seconds: int
+    warmup: int
+    batch_sizes: list[int]
+    batch_size_seconds: int
+    profile: bool
+    pg_dir: Path
+    pg_port: int
+    gw_port: int
+    work: Path
+    results: Path | None
+    keep: bool
+    reuse: bool
+    gateway_log_level: str
+    quiet_wait: float
+    failures: list[str] = field(default_factory=list)
+
+
+def parse_args(argv: list[str] | None = None) -> Plan:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--smoke", action="store_true", help="quick mode: tiny data, 2 s runs, one concurrency")
+    p.add_argument("--size", default=None, help=f"data size: {', '.join(SIZES)} (default 100k; smoke: smoke)")
+    p.add_argument("--tenants", type=int, default=None, help="tenants (default 4; smoke: 2)")
+    p.add_argument("--conns", default=None, help="comma-separated concurrencies (default 4,16,64; smoke: 4)")
+    p.add_argument(
+        "--seconds", type=int, default=None, help="measured seconds per run (default 10; smoke: 2)"
+    )
+    p.add_argument("--warmup", type=int, default=None, help="warm-up seconds before each run (default 3)")
+    p.add_argument("--no-profile", action="store_true", help="skip EXPLAIN ANALYZE and py-spy")
+    p.add_argument("--pg-port", type=int, default=None, help="bench cluster port (54360; smoke 54362)")
+    p.add_argument("--gw-port", type=int, default=None, help="gateway port (18002; smoke 18004)")
+    p.add_argument("--keep", action="store_true", help="keep the cluster's data folder at the end")
+    p.add_argument("--reuse", action="store_true", help="reuse a kept cluster if it holds the same size")
+    p.add_argument(
+        "--quiet-wait",
+        type=float,
+        default=None,
+        help="before each run, wait up to this long for other jobs to leave the CPU (default 30; smoke 0)",
+    )
+    p.add_argument("--gateway-log-level", default="INFO", help="the gateway's CARDS_LOG_LEVEL (default INFO)")
+    a = p.parse_args(argv)
+    smoke = a.smoke
+    size = a.size or ("smoke" if smoke else "100k")
+    if size not in SIZES:
+        p.error(f"--size must be one of {', '.join(SIZES)}")
+    mode = "smoke" if smoke else "full"
+    conns = [int(c) for c in (a.conns or ("4" if smoke else "4,16,64")).split(",")]
+    return Plan(
+        mode=mode,
+        size=size,
+        cards=SIZES[size],
+        tenants=a.tenants or (2 if smoke else 4),
+        conns=conns,
+        seconds=a.seconds or (2 if smoke else 10),
+        warmup=a.warmup if a.warmup is not None else (1 if smoke else 3),
+        batch_sizes=[10, 100, 1000],
+        batch_size_seconds=1 if smoke else 10,
+        profile=not (a.no_profile or smoke),
+        pg_dir=ROOT / ".data" / ("bench-smoke-pg" if smoke else "bench-pg"),
+        pg_port=a.pg_port or (54362 if smoke else 54360),
+        gw_port=a.gw_port or (18004 if smoke else 18002),
+        work=ROOT / "bench" / "work" / mode,
+        results=None if smoke else ROOT / "bench" / "results",
+        keep=a.keep,
+        reuse=a.reuse and not smoke,
+        gateway_log_level=a.gateway_log_level,
+        quiet_wait=a.quiet_wait if a.quiet_wait is not None else (0 if smoke else 30),
+    )
+
+
+def say(message: str) -> None:
+    print(f"bench: {message}", file=sys.stderr, flush=True)
+
+
+# --- the cluster and the gateway ---
+
+
+def pgcluster(*args: str) -> None:
+    subprocess.run([str(ROOT / "scripts" / "pgcluster"), *args], check=True)
+
+
+def admin_dsn(plan: Plan, database: str = "cards_bench") -> str:
+    return f"postgresql://postgres@127.0.0.1:{plan.pg_port}/{database}"
+
+
+def port_free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) != 0
+
+
+async def _database_state(plan: Plan) -> dict | None:
+    """The data summary a kept cluster holds, or None."""
+    try:
+        conn = await asyncpg.connect(admin_dsn(plan))
+    except (OSError, asyncpg.PostgresError):
+        return None
+    try:
+        text = await conn.fetchval("SELECT obj_description('bench.ids'::regclass)")
+        return json.loads(text) if text else None
+    except asyncpg.PostgresError:
+        return None
+    finally:
+        await conn.close()
+
+
+def start_cluster(plan: Plan) -> dict | None:
+    """Start the bench cluster, fresh unless --reuse finds the same data; the kept data or None."""
+    if not port_free(plan.pg_port) and not plan.reuse:
+        raise SystemExit(f"bench: port {plan.pg_port} is in use; stop whatever listens there first")
+    if plan.reuse and plan.pg_dir.exists():
+        pgcluster("start", str(plan.pg_dir), str(plan.pg_port), "bench")
+        data = asyncio.run(_database_state(plan))
+        if data and data.get("cards") == plan.cards and data.get("tenants") == plan.tenants:
+            say(f"reusing the kept cluster in {plan.pg_dir} ({plan.cards} cards)")
+            return data
+        say("the kept cluster holds other data: starting afresh")
+    pgcluster("stop", str(plan.pg_dir))
+    shutil.rmtree(plan.pg_dir, ignore_errors=True)
+    pgcluster("start", str(plan.pg_dir), str(plan.pg_port), "bench")
+    subprocess.run(
+        [
+            "psql",
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            admin_dsn(plan, "postgres"),
+            "-c",
+            "CREATE DATABASE cards_bench",
+        ],
+        check=True,
+    )
+    subprocess.run([PY, "-m", "gateway.migrate", admin_dsn(plan)], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            "psql",
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            admin_dsn(plan),
+            "-c",
+            "CREATE EXTENSION pg_stat_statements",
+        ],
+        check=True,
+    )
+    return None
+
+
+def stop_cluster(plan: Plan) -> None:
+    pgcluster("stop", str(plan.pg_dir))
+    if not plan.keep:
+        shutil.rmtree(plan.pg_dir, ignore_errors=True)
+
+
+def postmaster_pid(plan: Plan) -> int:
+    return int((plan.pg_dir / "postmaster.pid").read_text().split()[0])
+
+
+def start_gateway(plan: Plan) -> subprocess.Popen:
+    if not port_free(plan.gw_port):
+        raise SystemExit(f"bench: port {plan.gw_port} is in use; stop whatever listens there first")
+    pool = max(plan.conns)
+    env = dict(
+        os.environ,
+        DATABASE_URL=admin_dsn(plan),
+        PORT=str(plan.gw_port),
+        CARDS_DB_POOL_MIN=str(pool),
+        CARDS_DB_POOL_MAX=str(pool),
+        CARDS_LOG_LEVEL=plan.gateway_log_level,
+        CARDS_SHUTDOWN_TIMEOUT_S="5",
+    )
+    log = open(plan.work / "gateway.log", "wb")
+    proc = subprocess.Popen(
+        [PY, "-m", "gateway"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the gateway exited with {proc.returncode}; see {plan.work / 'gateway.log'}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{plan.gw_port}/ready", timeout=2) as r:
+                if r.status == 200:
+                    return proc
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError("the gateway did not become ready within 30 s")
+
+
+def stop_gateway(proc: subprocess.Popen | None) -> None:
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+# --- the machine ---
+
+
+def machine_facts() -> dict:
+    cpuinfo = Path("/proc/cpuinfo").read_text()
+    model = next(
+        (ln.split(":", 1)[1].strip() for ln in cpuinfo.splitlines() if ln.startswith("model name")), ""
+    )
+    mem_kb = int(
+        next(
+            ln.split()[1]
+            for ln in Path("/proc/meminfo").read_text().splitlines()
+            if ln.startswith("MemTotal")
+        )
+    )
+
+    def version(cmd: list[str]) -> str:
+        try:
+            out = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+            return (out.stdout or out.stderr).strip().splitlines()[0]
+        except (OSError, IndexError, subprocess.TimeoutExpired):
+            return "?"
+
+    commit = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+    )
+    dirty = subprocess.run(
+        ["git", "-C", str(ROOT), "status", "--porcelain", "--", "sql", "gateway"],
+        capture_output=True,
+        text=True,
+    )
+    return {
+        "cores": os.cpu_count(),
+        "cpu_model": model,
+        "memory_gib": round(mem_kb / 1024 / 1024, 1),
+        "kernel": platform.release(),
+        "load_average_at_start": os.getloadavg(),
+        "python": platform.python_version(),
+        "wrk": version(["wrk", "-v"]),
+        "pgbench": version(["pgbench", "--version"]),
+        "commit": commit.stdout.strip() + ("+changes in sql/ or gateway/" if dirty.stdout.strip() else ""),
+    }
+
+
+PG_SETTINGS = (
+    "server_version", "shared_buffers", "effective_cache_size", "work_mem", "max_connections",
+    "synchronous_commit", "fsync", "full_page_writes", "wal_level", "max_wal_size", "checkpoint_timeout",
+    "jit", "huge_pages", "random_page_cost", "shared_preload_libraries", "pg_stat_statements.track",
+)  # fmt: skip
+
+
+async def pg_facts(dsn: str) -> dict:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return {name: await conn.fetchval("SELECT current_setting($1)", name) for name in PG_SETTINGS}
+    finally:
+        await conn.close()
+
+
+# --- the phases ---
+
+
+def measure_operation(plan: Plan, target: Target, data: dict, op: str, token: str) -> list[dict]:
+    """pgbench then wrk, each after a warm-up, at every concurrency; pg_stat_statements per op."""
+    runs = []
+    defines = pgbench_defines(target, data)
+    wrk_arg = {"usage": str(data["repeat_pool"]), "batch": "100"}.get(op)
+    asyncio.run(profile.reset_statements(admin_dsn(plan)))
+    for conns in plan.conns:
+        say(f"{op} x{conns}: pgbench")
+        quiet = wait_for_quiet(plan.quiet_wait)
+        if plan.warmup:
+            pgbench(target, op, conns, plan.warmup, defines, log=False)
+        runs.append(pgbench(target, op, conns, plan.seconds, defines) | {"quiet": quiet})
+        say(f"{op} x{conns}: gateway")
+        quiet = wait_for_quiet(plan.quiet_wait)
+        if plan.warmup:
+            wrk(target, op, conns, plan.warmup, f"{token}w{op}{conns}", wrk_arg)
+        runs.append(wrk(target, op, conns, plan.seconds, f"{token}m{op}{conns}", wrk_arg) | {"quiet": quiet})
+        for run in runs[-2:]:
+            line = f"{run['via']:8} {op:8} x{conns:<3} "
+            if "failure" in run:
+                say(line + "FAILED: " + run["failure"])
+            else:
+                say(line + f"{run['rps']:>9.1f} req/s  p50 {run['p50_ms']:.2f}  p95 {run['p95_ms']:.2f} ms")
+    return runs
+
+
+def measure_batch_sizes(plan: Plan, target: Target, data: dict) -> list[dict]:
+    """Batch cost per card at batch sizes 10, 100, 1000: pgbench, one client."""
+    out = []
+    for size in plan.batch_sizes:
+        defines = pgbench_defines(target, data, batch_size=size)
+        wait_for_quiet(plan.quiet_wait)
+        if plan.warmup:
+            pgbench(target, "batch", 1, max(1, plan.warmup // 2), defines, log=False)
+        run = pgbench(target, "batch", 1, plan.batch_size_seconds, defines)
+        run["batch_size"] = size
+        if run.get("rps"):
+            run["cards_per_s"] = round(run["rps"] * size, 1)
+            run["us_per_card"] = round(run["mean_ms"] * 1000 / size, 1)
+        say(f"batch size {size}: " + (run.get("failure") or f"{run.get('us_per_card')} us/card"))
+        out.append(run)
+    return out
+
+
+def profile_gateway(plan: Plan, target: Target, data: dict, token: str) -> dict:
+    """py-spy on the gateway while wrk drives retrieve and usage (not a measured run)."""
+    out: dict = {}
+    if profile.pyspy_available() is None or target.gateway_pid is None:
+        return {"skipped": "py-spy is not installed"}
+    conns = max(c for c in plan.conns if c <= 16) if any(c <= 16 for c in plan.conns) else plan.conns[0]
+    for op in ("retrieve", "usage"):
+        raw = plan.work / f"pyspy-{op}.txt"
+        spy = profile.pyspy_record(target.gateway_pid, 6, raw)
+        assert spy is not None
+        time.sleep(0.5)
+        wrk(target, op, conns, 7, f"{token}p{op}", str(data["repeat_pool"]) if op == "usage" else None)
+        _, err = spy.communicate(timeout=60)
+        if spy.returncode != 0 or not raw.exists():
+            out[op] = {"error": (err or "").strip()[-400:]}
+            continue
+        out[op] = profile.summarize_pyspy(raw) | {"conns": conns}
+    return out
+
+
+def smoke_check(result: dict) -> list[str]:
+    """What proves the harness works: every phase produced numbers and nothing failed."""
+    problems = list(result.get("failures", []))
+    for run in result["runs"] + result["batch_sizes"]:
+        name = f"{run['via']} {run['op']} x{run['conns']}" + (
+            f" size {run['batch_size']}" if "batch_size" in run else ""
+        )
+        if "failure" in run:
+            problems.append(f"{name}: {run['failure']}")
+        elif not run.get("requests") or not run.get("rps") or run.get("p95_ms") is None:
+            problems.append(f"{name}: produced no numbers")
+        elif run.get("errors"):
+            problems.append(
+                f"{name}: {run['errors']} failed requests (non-2xx, socket errors or failed transactions)"
+            )
+    for op in OPERATIONS:
+        for via in ("pgbench", "gateway"):
+            if not any(r["op"] == op and r["via"] == via for r in result["runs"]):
+                problems.append(f"{via} {op}: no run")
+    return problems
+
+
+def run(plan: Plan) -> int:
+    started = time.monotonic()
+    stamp = datetime.now(UTC)
+    run_id = stamp.strftime("%Y%m%dT%H%M%SZ")
+    token = f"{run_id}-{os.getpid()}"
+    plan.work.mkdir(parents=True, exist_ok=True)
+    gateway = None
+    result: dict = {
+        "id": run_id,
+        "mode": plan.mode,
+        "size": plan.size,
+        "started_at": stamp.isoformat(timespec="seconds"),
+        "config": {
+            "conns": plan.conns,
+            "seconds": plan.seconds,
+            "warmup_seconds": plan.warmup,
+            "batch_size_seconds": plan.batch_size_seconds,
+            "wrk_threads": 1,
+            "pgbench_threads": 1,
+            "gateway_pool": max(plan.conns),
+            "gateway_log_level": plan.gateway_log_level,
+            "quiet_wait_seconds": plan.quiet_wait,
+        },
+        "runs": [],
+        "batch_sizes": [],
+        "failures": plan.failures,
+    }
+    try:
+        say(f"{plan.mode} run {run_id}: {plan.cards} cards over {plan.tenants} tenants, conns {plan.conns}")
+        result["machine"] = machine_facts()
+        kept = start_cluster(plan)
+        dsn = admin_dsn(plan)
+        if kept is None:
+            data = asyncio.run(
+                datagen.load(
+                    dsn,
+                    plan.cards,
+                    plan.tenants,
+                    plan.work,
+                    show_progress=plan.mode == "full" or sys.stderr.isatty(),
+                )
+            )
+            asyncio.run(_remember(dsn, data))
+        else:
+            data = kept
+            asyncio.run(datagen.write_work_files(dsn, plan.work))
+        result["data"] = data
+        say(
+            f"data: {data['cards']} cards loaded in {data['load_seconds']} s "
+            f"({data['cards_per_second']} cards/s)"
+        )
+        result["postgres"] = asyncio.run(pg_facts(dsn))
+        gateway = start_gateway(plan)
+        target = Target(
+            plan.pg_port, "cards_bench", plan.gw_port, postmaster_pid(plan), gateway.pid, plan.work
+        )
+        statements = {}
+        for op in OPERATIONS:
+            result["runs"] += measure_operation(plan, target, data, op, token)
+            statements[op] = asyncio.run(profile.top_statements(dsn))
+        result["statements"] = statements
+        result["batch_sizes"] = measure_batch_sizes(plan, target, data)
+        if plan.profile:
+            say("profiling: EXPLAIN ANALYZE inside each call, py-spy on the gateway")
+            result["explain"] = asyncio.run(profile.explain_calls(dsn))
+            result["pyspy"] = profile_gateway(plan, target, data, token)
+        result["cards_table_bytes_after"] = asyncio.run(_table_bytes(dsn))
+    except KeyboardInterrupt:
+        plan.failures.append("interrupted")
+        raise
+    except Exception as exc:  # the report still shows what was measured
+        plan.failures.append(f"{type(exc).__name__}: {exc}")
+        say(f"FAILED: {type(exc).__name__}: {exc}")
+    finally:
+        stop_gateway(gateway)
+        stop_cluster(plan)
+        result["duration_seconds"] = round(time.monotonic() - started, 1)
+    if plan.mode == "smoke":
+        problems = smoke_check(result)
+        (plan.work / "smoke.json").write_text(json.dumps(result, indent=1))
+        for problem in problems:
+            say(f"SMOKE FAILED: {problem}")
+        say(f"smoke {'failed' if problems else 'passed'} in {result['duration_seconds']} s")
+        return 1 if problems else 0
+    assert plan.results is not None
+    paths = report.write(result, plan.results, ROOT / "bench" / "REPORT.md")
+    say("wrote " + ", ".join(str(p.relative_to(ROOT)) for p in paths))
+    return 1 if plan.failures or any("failure" in r for r in result["runs"]) else 0
+
+
+async def _remember(dsn: str, data: dict) -> None:
+    """Keep the data summary in the cluster, so that --reuse can tell what a kept cluster holds."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f"COMMENT ON TABLE bench.ids IS {_literal(json.dumps(data))}")
+    finally:
+        await conn.close()
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+async def _table_bytes(dsn: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return await conn.fetchval("SELECT pg_total_relation_size('cards.cards')")
+    finally:
+        await conn.close()
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    plan = parse_args(argv)
+    signal.signal(signal.SIGTERM, _terminate)
+    signal.signal(signal.SIGHUP, _terminate)
+    try:
+        sys.exit(run(plan))
+    except KeyboardInterrupt:
+        say("interrupted: the cluster and the gateway were stopped")
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    main()
