@@ -266,7 +266,7 @@ RESET ROLE;
 -- Persona: tenant A — a soft-deleted card is not deduplicated against
 -- ---------------------------------------------------------------------------------
 
--- Soft delete as the superuser (the delete endpoint is a later stage).
+-- Soft delete directly, as the superuser, so that this file depends on no other endpoint.
 UPDATE cards.cards SET deleted_at = now()
 WHERE card_id = (pg_temp.items('first', 'id'))[4]::uuid;
 

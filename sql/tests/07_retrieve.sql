@@ -82,7 +82,7 @@ FROM cards.batch_create(pg_temp.id('tenant_a'), $$[
 SELECT pg_temp.remember('b1', b.response -> 'cards' -> 0 ->> 'id')
 FROM cards.batch_create(pg_temp.id('tenant_b'), '[{"title": "B one", "content": "b"}]') AS b;
 
--- Soft delete as the superuser (the delete endpoint is a later stage).
+-- Soft delete directly, as the superuser, so that this file depends on no other endpoint.
 UPDATE cards.cards SET deleted_at = now()
 WHERE card_id = pg_temp.id('c4');
 
