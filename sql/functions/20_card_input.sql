@@ -64,7 +64,10 @@ AS $$
                         ) THEN 'must hold strings of 1 to 64 characters'
                         WHEN (
                             SELECT count(DISTINCT t.tag) <> count(*) FROM jsonb_array_elements(i.card -> 'tags') AS t (tag)
-                        ) THEN 'must not repeat a tag'
+                        ) THEN 'must not repeat a tag: ' || (
+                            SELECT t.tag FROM jsonb_array_elements(i.card -> 'tags') AS t (tag)
+                            GROUP BY t.tag HAVING count(*) > 1 ORDER BY t.tag LIMIT 1
+                        )::text
                     END)
                 ) AS v (field, message)
                 WHERE v.message IS NOT NULL
