@@ -122,6 +122,9 @@ async def explain_calls(dsn: str) -> dict[str, list[dict]]:
 # --- py-spy on the gateway ---
 
 
+PYSPY_RATE = 200
+
+
 def pyspy_available() -> str | None:
     venv = BENCH.parent / ".venv" / "bin" / "py-spy"
     return str(venv) if venv.exists() else shutil.which("py-spy")
@@ -132,14 +135,15 @@ def pyspy_record(pid: int, seconds: int, out: Path) -> subprocess.Popen | None:
     if exe is None:
         return None
     return subprocess.Popen(
-        [exe, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", "200",
-         "--format", "raw", "--output", str(out), "--nonblocking"],
+        [exe, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", str(PYSPY_RATE),
+         "--format", "raw", "--output", str(out), "--nonblocking", "--gil"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 
 
-def summarize_pyspy(raw: Path, top: int = 12) -> dict:
-    """Collapsed stacks to: self time by function, and inclusive time of a few named phases."""
+def summarize_pyspy(raw: Path, seconds: float, top: int = 12) -> dict:
+    """Collapsed stacks (samples taken while the GIL is held, i.e. Python running) to: the share
+    of the time Python ran, self time by function, and inclusive time by function."""
     own: Counter = Counter()
     inclusive: Counter = Counter()
     total = 0
@@ -157,6 +161,7 @@ def summarize_pyspy(raw: Path, top: int = 12) -> dict:
         return {"samples": 0}
     return {
         "samples": total,
+        "python_busy_pct": round(100 * total / (PYSPY_RATE * seconds), 1),
         "self": [{"function": f, "pct": round(100 * n / total, 1)} for f, n in own.most_common(top)],
         "inclusive": [
             {"function": f, "pct": round(100 * n / total, 1)} for f, n in inclusive.most_common(top * 2)

@@ -366,7 +366,10 @@ def _profiles(result: dict) -> list[str]:
                 lines += [f"- {op}: {s}", ""]
                 continue
             lines += [
-                f"**{op}** at {s['conns']} connections, {s['samples']:,} samples (all threads). Self time:",
+                f"**{op}** at {s['conns']} connections: {s['samples']:,} samples taken while the gateway "
+                f"held the GIL, i.e. Python was busy {s.get('python_busy_pct', '?')} % of the time. "
+                "Self time (C code such as asyncpg's protocol and socket writes counts to the Python "
+                "frame that called it):",
                 "",
                 "| function | % |",
                 "|---|---:|",

@@ -160,7 +160,10 @@ def start_cluster(plan: Plan) -> dict | None:
         pgcluster("start", str(plan.pg_dir), str(plan.pg_port), "bench")
         data = asyncio.run(_database_state(plan))
         if data and data.get("cards") == plan.cards and data.get("tenants") == plan.tenants:
-            say(f"reusing the kept cluster in {plan.pg_dir} ({plan.cards} cards)")
+            say(f"reusing the kept cluster in {plan.pg_dir} ({plan.cards} cards), migrated to this checkout")
+            subprocess.run(
+                [PY, "-m", "gateway.migrate", admin_dsn(plan)], check=True, stdout=subprocess.DEVNULL
+            )
             return data
         say("the kept cluster holds other data: starting afresh")
     pgcluster("stop", str(plan.pg_dir))
@@ -370,7 +373,7 @@ def profile_gateway(plan: Plan, target: Target, data: dict, token: str) -> dict:
         if spy.returncode != 0 or not raw.exists():
             out[op] = {"error": (err or "").strip()[-400:]}
             continue
-        out[op] = profile.summarize_pyspy(raw) | {"conns": conns}
+        out[op] = profile.summarize_pyspy(raw, 6) | {"conns": conns}
     return out
 
 
@@ -396,7 +399,16 @@ def smoke_check(result: dict) -> list[str]:
     return problems
 
 
+def preflight() -> None:
+    missing = [tool for tool in ("wrk", "pgbench", "psql") if shutil.which(tool) is None]
+    if missing:
+        raise SystemExit(
+            f"bench: missing {', '.join(missing)}: apt-get install wrk postgresql-15 postgresql-client"
+        )
+
+
 def run(plan: Plan) -> int:
+    preflight()
     started = time.monotonic()
     stamp = datetime.now(UTC)
     run_id = stamp.strftime("%Y%m%dT%H%M%SZ")
