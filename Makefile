@@ -61,12 +61,11 @@ test-deploy: ## Dockerfile, compose file, Prometheus rules and their unit tests,
 	@deploy/check
 
 test-cluster-up:
-	@rm -rf $(TEST_PGDATA)
+	@scripts/pgcluster destroy $(TEST_PGDATA)
 	@scripts/pgcluster start $(TEST_PGDATA) $(TEST_PGPORT) test
 
 test-cluster-down:
-	@scripts/pgcluster stop $(TEST_PGDATA)
-	@rm -rf $(TEST_PGDATA)
+	@scripts/pgcluster destroy $(TEST_PGDATA)
 
 test-sql: ## plpgsql_check and the pgTAP suite against a freshly migrated database
 	@scripts/test-sql "$(TEST_DSN)"
