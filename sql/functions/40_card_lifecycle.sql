@@ -190,9 +190,10 @@ BEGIN
     v_query := websearch_to_tsquery('english'::regconfig, p_q);
 
     -- The cursor carries a digest of the filters, so it cannot be replayed on another query.
-    v_filters := left(md5(concat_ws(
-        chr(31), p_kind, (SELECT string_agg(t, chr(30) ORDER BY t) FROM unnest(p_tags) AS t), v_contains::text, p_q
-    )), 12);
+    -- Each filter keeps its position (absent = null), so kind=x and q=x digest differently.
+    v_filters := left(md5(jsonb_build_array(
+        p_kind, (SELECT jsonb_agg(t ORDER BY t) FROM unnest(p_tags) AS t), v_contains, p_q
+    )::text), 12);
     v_position := cards._decode_cursor(p_cursor);
     IF v_position IS NOT NULL THEN
         IF v_position ->> 2 IS DISTINCT FROM v_filters
@@ -258,6 +259,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_patch jsonb;
+    v_if_match text[];
     v_card cards.cards;
     v_merged jsonb;
     v_errors jsonb;
@@ -267,11 +269,13 @@ BEGIN
     PERFORM cards._enter_tenant(p_tenant_id);
     v_card := cards._live_card(p_tenant_id, cards._card_id(p_card_id), true);
     v_patch := cards._parse_body(p_body);
+    v_if_match := string_to_array(regexp_replace(p_if_match, '[ \t]', '', 'g'), ',');
     IF p_if_match IS NULL THEN
         RAISE EXCEPTION USING
             ERRCODE = 'CKPRQ',
             MESSAGE = 'Send If-Match with the ETag of the card you read, so that no change is lost.';
-    ELSIF p_if_match <> '*' AND p_if_match <> cards._etag(v_card) THEN
+    -- If-Match is "*" or a comma-separated list of ETags (RFC 9110 13.1.1); any one may match.
+    ELSIF NOT (cards._etag(v_card) = ANY (v_if_match) OR '*' = ANY (v_if_match)) THEN
         RAISE EXCEPTION USING
             ERRCODE = 'CKPFL',
             MESSAGE = 'The card has changed since it was read; read it again and retry.';
