@@ -33,6 +33,10 @@ TRACE_ID = web.RequestKey("trace_id", str)
 TENANT = web.RequestKey("tenant", str)
 _TRACE_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _JSON = "application/json"
+# A card's path: {id} is any segment but the names of the POST routes beside it, so that
+# `GET /api/v1/cards/batch` is still a 405 (Allow: POST), not a lookup of a card called "batch".
+# Its route label is the template, `/api/v1/cards/{id}`.
+CARD = "/api/v1/cards/{id:(?!(?:batch|retrieve)$)[^{}/]+}"
 
 BATCH = (
     "SELECT response, replayed, created, duplicates"
@@ -40,6 +44,17 @@ BATCH = (
 )
 RETRIEVE = "SELECT cards.retrieve_request($1::uuid, $2::bytea) AS response"
 USAGE = "SELECT response, deduplicated FROM cards.track_usage_request($1::uuid, $2::text, $3::bytea)"
+# The lifecycle functions take ids and query values as text, bodies as bytes: SQL validates them all.
+GET_CARD = "SELECT card, etag FROM cards.get_card($1::uuid, $2::text)"
+LIST_CARDS = (
+    "SELECT cards.list_cards($1::uuid, $2::text, $3::text[], $4::text, $5::text, $6::text, $7::text)"
+    " AS response"
+)
+UPDATE_CARD = "SELECT card, etag FROM cards.update_card($1::uuid, $2::text, $3::text, $4::bytea)"
+DELETE_CARD = "SELECT cards.delete_card($1::uuid, $2::text)"
+RESTORE_CARD = "SELECT card, etag FROM cards.restore_card($1::uuid, $2::text)"
+USAGE_HISTORY = "SELECT cards.card_usage_history($1::uuid, $2::text, $3::text, $4::text) AS response"
+USAGE_SUMMARY = "SELECT cards.usage_summary($1::uuid, $2::text, $3::text, $4::text) AS response"
 
 
 # --- the API: authenticate, take the raw body, call one function, send its JSON back ---
@@ -76,11 +91,62 @@ async def retrieve(request: web.Request) -> web.Response:
 
 async def track_usage(request: web.Request) -> web.Response:
     tenant = await _tenant(request)
-    card_id = request.match_info["id"]
-    if not _sendable(card_id):  # no card has such an id, and SQL text cannot carry it
-        raise Problem("not-found", "no such card")
-    row = await request.app[DB].fetchrow(USAGE, tenant, card_id, await _json_body(request))
+    row = await request.app[DB].fetchrow(USAGE, tenant, _card_id(request), await _json_body(request))
     request.app[METRICS].usage_reports.labels("deduplicated" if row["deduplicated"] else "recorded").inc()
+    return _json(row["response"], 200)
+
+
+async def get_card(request: web.Request) -> web.Response:
+    tenant = await _tenant(request)
+    card_id = _card_id(request)
+    _query(request)  # the route defines none: any query parameter is a 422
+    return _card(await request.app[DB].fetchrow(GET_CARD, tenant, card_id))
+
+
+async def list_cards(request: web.Request) -> web.Response:
+    tenant = await _tenant(request)
+    filters = _query(request, "kind", "tag", "contains", "q", "limit", "cursor", repeatable="tag")
+    row = await request.app[DB].fetchrow(LIST_CARDS, tenant, *filters)
+    return _json(row["response"], 200)
+
+
+async def update_card(request: web.Request) -> web.Response:
+    tenant = await _tenant(request)
+    card_id = _card_id(request)
+    _query(request)  # the route defines none: any query parameter is a 422
+    row = await request.app[DB].fetchrow(
+        UPDATE_CARD, tenant, card_id, _if_match(request), await _json_body(request)
+    )
+    return _card(row)
+
+
+async def delete_card(request: web.Request) -> web.Response:
+    tenant = await _tenant(request)
+    card_id = _card_id(request)
+    _query(request)  # the route defines none: any query parameter is a 422
+    await request.app[DB].fetchrow(DELETE_CARD, tenant, card_id)
+    return web.Response(status=204)
+
+
+async def restore_card(request: web.Request) -> web.Response:
+    tenant = await _tenant(request)
+    card_id = _card_id(request)
+    _query(request)  # the route defines none: any query parameter is a 422
+    return _card(await request.app[DB].fetchrow(RESTORE_CARD, tenant, card_id))
+
+
+async def usage_history(request: web.Request) -> web.Response:
+    tenant = await _tenant(request)
+    card_id = _card_id(request)
+    page = _query(request, "limit", "cursor")
+    row = await request.app[DB].fetchrow(USAGE_HISTORY, tenant, card_id, *page)
+    return _json(row["response"], 200)
+
+
+async def usage_summary(request: web.Request) -> web.Response:
+    tenant = await _tenant(request)
+    window = _query(request, "from", "to", "bucket")
+    row = await request.app[DB].fetchrow(USAGE_SUMMARY, tenant, *window)
     return _json(row["response"], 200)
 
 
@@ -88,6 +154,49 @@ async def _tenant(request: web.Request) -> uuid.UUID:
     tenant = await request.app[AUTH].tenant(request.headers.getall("Authorization", []))
     request[TENANT] = str(tenant)
     return tenant
+
+
+def _card_id(request: web.Request) -> str:
+    """The {id} of the path as sent; SQL decides whether it names a card (a malformed one does not)."""
+    card_id = request.match_info["id"]
+    if not _sendable(card_id):  # no card has such an id, and SQL text cannot carry it
+        raise Problem("not-found", "no such card")
+    return card_id
+
+
+def _query(request: web.Request, *names: str, repeatable: str | None = None) -> list:
+    """The route's query parameters in the order named: the raw text, None when absent, a list for the
+    repeatable one. SQL validates the values; a parameter the route does not define, one given twice,
+    or one SQL text cannot carry is a 422 naming it here."""
+    query, errors = request.query, []
+    for name in dict.fromkeys(query):
+        values = query.getall(name)
+        if name not in names:
+            message = "is not a parameter of this route"
+        elif name != repeatable and len(values) > 1:
+            message = "must be given at most once"
+        elif not all(_sendable(value) for value in values):
+            message = "must not contain NUL (%00)"
+        else:
+            continue
+        errors.append({"field": name.encode(errors="replace").decode(), "message": message})
+    if errors:
+        raise Problem(
+            "validation-error",
+            f'The request is invalid: {len(errors)} error(s), listed in "errors".',
+            errors=errors,
+        )
+    return [query.getall(name, None) if name == repeatable else query.get(name) for name in names]
+
+
+def _if_match(request: web.Request) -> str | None:
+    """If-Match as sent, several field lines joined into one list; SQL compares it with the card's ETag.
+    A value SQL text cannot carry (NUL, bytes that are not UTF-8) matches no ETag: it is sent as `""`."""
+    values = request.headers.getall("If-Match", [])
+    if not values:
+        return None
+    value = ", ".join(values)
+    return value if _sendable(value) else '""'
 
 
 def _idempotency_key(request: web.Request) -> str | None:
@@ -137,6 +246,11 @@ def _sendable(text: str) -> bool:
 
 def _json(text: str, status: int, headers: dict | None = None) -> web.Response:
     return web.Response(body=text.encode(), status=status, content_type=_JSON, headers=headers)
+
+
+def _card(row: asyncpg.Record) -> web.Response:
+    """One card and its ETag (SQL quotes it: `"3"`)."""
+    return _json(row["card"], 200, {"ETag": row["etag"]})
 
 
 # --- operations ---
@@ -247,11 +361,19 @@ def init_app(config: Config | None = None) -> web.Application:
     )
     app.cleanup_ctx.append(_database_pool)
     takes_body = {"expect_handler": _continue_if_within_limit}
+    # Methods of one path are registered together, so they share one resource (one route label).
     app.router.add_routes(
         [
             web.post("/api/v1/cards/batch", create_batch, name="batch", **takes_body),
             web.post("/api/v1/cards/retrieve", retrieve, name="retrieve", **takes_body),
+            web.get("/api/v1/cards", list_cards, name="cards"),
+            web.get(CARD, get_card, name="card"),
+            web.patch(CARD, update_card, name="card", **takes_body),
+            web.delete(CARD, delete_card, name="card"),
+            web.post("/api/v1/cards/{id}/restore", restore_card, name="restore"),
             web.post("/api/v1/cards/{id}/usage", track_usage, name="usage", **takes_body),
+            web.get("/api/v1/cards/{id}/usage", usage_history, name="usage"),
+            web.get("/api/v1/usage/summary", usage_summary, name="usage_summary"),
             web.get("/health", health, name="health"),
             web.get("/ready", ready, name="ready"),
             web.get("/metrics", metrics, name="metrics"),

@@ -67,6 +67,87 @@ SCHEMAS = {
             "last_used_at": {"type": ["string", "null"], "format": "date-time"},
         },
     },
+    "CardPatch": {
+        "type": "object",
+        "additionalProperties": False,
+        "properties": {
+            "kind": _string(1, 64, pattern="^[a-z0-9_.-]+$"),
+            "title": _string(1, 500),
+            "content": {"not": {"type": "null"}, "description": "Any JSON value but null, at most 256 KiB."},
+            "tags": {"type": "array", "maxItems": 32, "uniqueItems": True, "items": _string(1, 64)},
+            "metadata": METADATA,
+        },
+        "description": "The top-level fields to replace; the others keep their values, and the merged card "
+        "must satisfy the input rules of CardInput. A field is replaced whole (`metadata` is not merged "
+        "key by key) and `null` is invalid, so this is not RFC 7396 merge patch. Unknown fields are a "
+        "validation error. Changing kind, title or content re-hashes the card.",
+    },
+    "CardPage": {
+        "type": "object",
+        "required": ["cards", "next_cursor"],
+        "properties": {
+            "cards": {"type": "array", "items": _ref("schemas", "Card")},
+            "next_cursor": {
+                "type": ["string", "null"],
+                "description": "The `cursor` of the next page (with the same filters); null on the last.",
+            },
+        },
+    },
+    "UsagePage": {
+        "type": "object",
+        "required": ["usage", "next_cursor"],
+        "properties": {
+            "usage": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["workflow_id", "run_id", "metadata", "recorded_at"],
+                    "properties": {
+                        "workflow_id": {"type": "string"},
+                        "run_id": {"type": "string"},
+                        "metadata": {"type": "object"},
+                        "recorded_at": TIME,
+                    },
+                },
+            },
+            "next_cursor": {
+                "type": ["string", "null"],
+                "description": "Pass it as `cursor` for the next page; null on the last.",
+            },
+        },
+    },
+    "UsageSummary": {
+        "type": "object",
+        "required": ["from", "to", "bucket", "buckets", "top_cards"],
+        "properties": {
+            "from": TIME,
+            "to": TIME,
+            "bucket": {"enum": ["hour", "day"]},
+            "buckets": {
+                "type": "array",
+                "description": "Each UTC hour or day overlapping [from, to), oldest first, empty ones too.",
+                "items": {
+                    "type": "object",
+                    "required": ["start", "events"],
+                    "properties": {"start": TIME, "events": {"type": "integer", "minimum": 0}},
+                },
+            },
+            "top_cards": {
+                "type": "array",
+                "maxItems": 10,
+                "description": "The ten cards with the most usage events in the window, most used first.",
+                "items": {
+                    "type": "object",
+                    "required": ["card_id", "title", "events"],
+                    "properties": {
+                        "card_id": UUID,
+                        "title": {"type": "string"},
+                        "events": {"type": "integer", "minimum": 1},
+                    },
+                },
+            },
+        },
+    },
     "BatchRequest": {
         "type": "object",
         "required": ["cards"],
@@ -145,7 +226,7 @@ SCHEMAS = {
                             "minimum": 0,
                             "description": "Position in the request's array.",
                         },
-                        "field": {"type": "string"},
+                        "field": {"type": "string", "description": "A body field or a query parameter."},
                         "message": {"type": "string"},
                     },
                 },
@@ -162,6 +243,10 @@ HEADERS = {
     "Retry-After": {"description": "Seconds to wait before retrying.", "schema": {"type": "integer"}},
     "WWW-Authenticate": {"description": "Always `Bearer`.", "schema": {"type": "string"}},
     "Allow": {"description": "The methods the route accepts.", "schema": {"type": "string"}},
+    "ETag": {
+        "description": 'The card\'s version as a strong entity tag, e.g. `"3"`; send it back in `If-Match`.',
+        "schema": {"type": "string"},
+    },
     "Idempotent-Replayed": {
         "description": "`true` when the answer stored for an earlier request with this key is replayed.",
         "schema": {"type": "string", "enum": ["true"]},
@@ -185,7 +270,75 @@ PARAMETERS = {
         "or gets 409 idempotency-key-in-use. Only committed successes are stored.",
         "schema": _string(1, 257),
     },
-    "CardId": {"name": "id", "in": "path", "required": True, "schema": UUID},
+    "CardId": {
+        "name": "id",
+        "in": "path",
+        "required": True,
+        "description": "A card id. One that is unknown, deleted, another tenant's or malformed is a 404.",
+        "schema": UUID,
+    },
+    "IfMatch": {
+        "name": "If-Match",
+        "in": "header",
+        "required": True,
+        "description": 'The ETag the card was read with (`"3"`), a list of them, or `*` (any live version). '
+        "Missing: 428 precondition-required; naming a version that is not the current one (or a weak "
+        "tag): 412 precondition-failed.",
+        "schema": {"type": "string"},
+    },
+    "Kind": {"name": "kind", "in": "query", "schema": _string(1, 64, pattern="^[a-z0-9_.-]+$")},
+    "Tag": {
+        "name": "tag",
+        "in": "query",
+        "description": "Repeat it for several tags: a card must carry all of them.",
+        "style": "form",
+        "explode": True,
+        "schema": {"type": "array", "maxItems": 32, "items": _string(1, 64)},
+    },
+    "Contains": {
+        "name": "contains",
+        "in": "query",
+        "description": "A JSON object (URL-encoded): cards whose metadata contains it (`@>`).",
+        "content": {"application/json": {"schema": {"type": "object"}}},
+    },
+    "Q": {
+        "name": "q",
+        "in": "query",
+        "description": "Full-text search over the title and the string values of the content, with the "
+        '`english` configuration (stemming, stop words) and web-search syntax: `"a phrase"`, `or`, `-word`.',
+        "schema": _string(1, 500),
+    },
+    "Limit": {
+        "name": "limit",
+        "in": "query",
+        "description": "Page size.",
+        "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
+    },
+    "Cursor": {
+        "name": "cursor",
+        "in": "query",
+        "description": "The `next_cursor` of the previous page, opaque. A listing cursor is valid only with "
+        "the filters it was issued for; anything else is a 422.",
+        "schema": {"type": "string", "maxLength": 1000},
+    },
+    "From": {
+        "name": "from",
+        "in": "query",
+        "description": "RFC 3339 with a time zone; default: `to` minus 24 hours (hour) or 30 days (day).",
+        "schema": {"type": "string", "format": "date-time"},
+    },
+    "To": {
+        "name": "to",
+        "in": "query",
+        "description": "RFC 3339 with a time zone, exclusive; default: now. At most 1000 buckets.",
+        "schema": {"type": "string", "format": "date-time"},
+    },
+    "Bucket": {
+        "name": "bucket",
+        "in": "query",
+        "description": "UTC hours or days.",
+        "schema": {"enum": ["hour", "day"], "default": "hour"},
+    },
 }
 
 _WHEN = {
@@ -200,7 +353,8 @@ _WHEN = {
     "precondition-failed": "`If-Match` names a stale version.",
     "payload-too-large": "The body is over the limit (8 MiB unless configured); refused before it is read.",
     "unsupported-media-type": "The body is not sent as `application/json` (UTF-8).",
-    "validation-error": "An input rule is broken; `errors` lists every one, with the item's `index`.",
+    "validation-error": "An input rule is broken, in the body or a query parameter; `errors` lists every "
+    "one (`field`: the body field or the parameter), with `index` for an item of the request's array.",
     "idempotency-key-reused": "The key was used before with a different body.",
     "precondition-required": "`If-Match` is missing.",
     "rate-limited": "Too many requests.",
@@ -254,22 +408,27 @@ _API_ERRORS = ("unauthorized", "forbidden", "internal-error", "service-unavailab
 _BODY_ERRORS = ("malformed-json", "payload-too-large", "unsupported-media-type", "validation-error")
 
 
-def _api(op_id: str, summary: str, description: str, request: str, ok: dict, *, params=(), errors=()) -> dict:
-    return {
-        "post": {
-            "operationId": op_id,
-            "tags": ["cards"],
-            "summary": summary,
-            "description": description,
-            "security": [{"bearer": []}],
-            "parameters": [_ref("parameters", p) for p in ("TraceId", *params)],
-            "requestBody": {
-                "required": True,
-                "content": {"application/json": {"schema": _ref("schemas", request)}},
-            },
-            "responses": ok | _problems(*_BODY_ERRORS, *errors, *_API_ERRORS),
-        }
+def _api(
+    method: str, op_id: str, summary: str, description: str, ok: dict, *, request=None, params=(), errors=()
+) -> dict:
+    """An /api/ operation; `request` names the schema of its JSON body, if it takes one."""
+    op = {
+        "operationId": op_id,
+        "tags": ["cards"],
+        "summary": summary,
+        "description": description,
+        "security": [{"bearer": []}],
+        "parameters": [_ref("parameters", p) for p in ("TraceId", *params)],
     }
+    if request is not None:
+        op["requestBody"] = {
+            "required": True,
+            "content": {"application/json": {"schema": _ref("schemas", request)}},
+        }
+        errors = (*_BODY_ERRORS, *errors)
+    responses = ok | _problems(*errors, *_API_ERRORS)
+    op["responses"] = dict(sorted(responses.items()))
+    return {method: op}
 
 
 def _ops(op_id: str, summary: str, description: str, ok: dict, *errors: str) -> dict:
@@ -288,12 +447,12 @@ def _ops(op_id: str, summary: str, description: str, ok: dict, *errors: str) -> 
 
 PATHS = {
     "/api/v1/cards/batch": _api(
+        "post",
         "createCards",
         "Create cards in bulk, atomically, with content deduplication",
         "Every item is valid and the whole batch commits, or nothing is written and the answer is 422 "
         "listing every invalid item by `index`. An item whose content_hash matches a live card of the "
         "tenant, or an earlier item of the batch, is not inserted again: its status is `duplicate`.",
-        "BatchRequest",
         {
             "201": _ok(
                 "The batch committed, or its stored answer is replayed.",
@@ -301,27 +460,112 @@ PATHS = {
                 **{"Idempotent-Replayed": _ref("headers", "Idempotent-Replayed")},
             )
         },
+        request="BatchRequest",
         params=("IdempotencyKey",),
         errors=("invalid-idempotency-key", "idempotency-key-in-use", "idempotency-key-reused"),
     ),
     "/api/v1/cards/retrieve": _api(
+        "post",
         "retrieveCards",
         "Fetch cards by id",
         "Cards come in the order of their first appearance in `ids`, each once. An id that does not "
         "exist, is deleted or belongs to another tenant is listed in `missing`. A malformed UUID is a 422 "
         "with its index.",
-        "RetrieveRequest",
         {"200": _ok("The cards found, and the ids not found.", "RetrieveResponse")},
+        request="RetrieveRequest",
+    ),
+    "/api/v1/cards": _api(
+        "get",
+        "listCards",
+        "List and search live cards, newest first",
+        "The tenant's live cards, newest first (by creation time, then id), one page at a time with an "
+        "opaque keyset cursor. Filters combine (all must hold): `kind` equal, every `tag` carried, "
+        "`metadata` containing `contains`, `q` matching the full text. Each filter is served by an index. "
+        "A bad value (limit 0 or 201, contains that is not a JSON object, a forged cursor or one issued "
+        "for other filters) or a parameter this route does not define is a 422 naming it.",
+        {"200": _ok("One page of cards.", "CardPage")},
+        params=("Kind", "Tag", "Contains", "Q", "Limit", "Cursor"),
+        errors=("validation-error",),
+    ),
+    "/api/v1/cards/{id}": _api(
+        "get",
+        "getCard",
+        "Read one card",
+        "The live card with this id and its `ETag`. Unknown, deleted and foreign ids are 404 alike.",
+        {"200": _ok("The card.", "Card", ETag=_ref("headers", "ETag"))},
+        params=("CardId",),
+        errors=("not-found", "validation-error"),
+    )
+    | _api(
+        "patch",
+        "updateCard",
+        "Change a card's fields, guarded by its ETag",
+        "Replaces the top-level fields the body names (see CardPatch). `If-Match` must carry the ETag the "
+        "card was read with: without it 428, stale 412. A change of kind, title or content re-hashes the "
+        "card: 409 duplicate-card if another live card has that content. A body that changes nothing "
+        "answers the card as it is, with the same ETag. The body is `application/json`; "
+        "`application/merge-patch+json` is refused (415), for this is not RFC 7396 merge patch.",
+        {"200": _ok("The card as changed, and its new ETag.", "Card", ETag=_ref("headers", "ETag"))},
+        request="CardPatch",
+        params=("CardId", "IfMatch"),
+        errors=("not-found", "duplicate-card", "precondition-failed", "precondition-required"),
+    )
+    | _api(
+        "delete",
+        "deleteCard",
+        "Soft-delete a card",
+        "The card leaves retrieve, listings, usage reports and content deduplication (a batch with the same "
+        "content creates a new card). Its usage history is kept; `POST …/restore` brings it back.",
+        {
+            "204": {
+                "description": "Deleted. No body.",
+                "headers": {"X-Trace-ID": _ref("headers", "X-Trace-ID")},
+            }
+        },
+        params=("CardId",),
+        errors=("not-found", "validation-error"),
+    ),
+    "/api/v1/cards/{id}/restore": _api(
+        "post",
+        "restoreCard",
+        "Undo a soft delete",
+        "Brings a deleted card back, with a new ETag; a live card is answered as it is. 409 duplicate-card "
+        "when a live card with the same content exists now (the card stays deleted). No body is needed; "
+        "one sent is ignored.",
+        {"200": _ok("The card, live, and its ETag.", "Card", ETag=_ref("headers", "ETag"))},
+        params=("CardId",),
+        errors=("not-found", "duplicate-card", "validation-error"),
     ),
     "/api/v1/cards/{id}/usage": _api(
+        "post",
         "trackUsage",
         "Record that a workflow run used a card",
         "The first report for a (card, workflow_id, run_id) adds one to `usage_count`; a repeat answers "
         "`deduplicated: true` and changes nothing.",
-        "UsageRequest",
         {"200": _ok("The usage is recorded (or was already).", "UsageResponse")},
+        request="UsageRequest",
         params=("CardId",),
         errors=("not-found",),
+    )
+    | _api(
+        "get",
+        "cardUsageHistory",
+        "The runs that used a card",
+        "The usage events of a live card, newest first, one page at a time. Events older than the "
+        "retention window (90 days unless configured) are gone; `usage_count` still counts them.",
+        {"200": _ok("One page of usage events.", "UsagePage")},
+        params=("CardId", "Limit", "Cursor"),
+        errors=("not-found", "validation-error"),
+    ),
+    "/api/v1/usage/summary": _api(
+        "get",
+        "usageSummary",
+        "Usage events per hour or day, and the most used cards",
+        "The tenant's usage events in [from, to) counted per UTC hour or day (at most 1000 buckets), and "
+        "the ten cards used most in that window.",
+        {"200": _ok("The summary.", "UsageSummary")},
+        params=("From", "To", "Bucket"),
+        errors=("validation-error",),
     ),
     "/health": _ops(
         "health",
@@ -392,7 +636,9 @@ SPEC = {
         "description": "Reusable content cards for workflow runs, per tenant. Every `/api/` route needs "
         "`Authorization: Bearer <API key or JWT>`. Every response carries `X-Trace-ID`. Errors are RFC 9457 "
         "`application/problem+json`; any route answers 404 `not-found` when it does not exist and 405 "
-        "`method-not-allowed` (with `Allow`) for a method it does not accept.",
+        "`method-not-allowed` (with `Allow`) for a method it does not accept. The card lifecycle routes "
+        "(`GET`/`PATCH`/`DELETE /api/v1/cards/{id}`, `…/restore`, the listing, usage history and summary) "
+        "answer 422 validation-error naming any query parameter they do not define, or one given twice.",
     },
     "servers": [{"url": "/"}],
     "tags": [{"name": "cards"}, {"name": "operations"}],
@@ -430,6 +676,10 @@ def _docs_html() -> str:
         for method, op in item.items():
             out.append(f"<h2><code>{method.upper()} {e(path)}</code></h2><p><b>{e(op['summary'])}</b></p>")
             out.append(f"<p>{e(op['description'])}</p>")
+            params = [PARAMETERS[ref["$ref"].rsplit("/", 1)[1]] for ref in op["parameters"][1:]]
+            if params:
+                named = ", ".join(f"<code>{e(p['name'])}</code> ({p['in']})" for p in params)
+                out.append(f"<p>Parameters: {named}</p>")
             if "requestBody" in op:
                 schema = op["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
                 fields = ", ".join(f"<code>{e(f)}</code>" for f in SCHEMAS[schema]["properties"])
