@@ -416,30 +416,18 @@ def test_kind_is_served_by_cards_live_kind_newest(plans):
     assert _served(plans["kind"], "cards_live_kind_newest", "kind ="), plans["kind"]
 
 
-# Under forced row-level security a query's own conditions may become index conditions only when
-# their operators are LEAKPROOF; `@>` on arrays and jsonb and `@@` are not, so PostgreSQL filters the
-# tenant's rows instead of asking the GIN index. See "Listing plans" in sql/CONVENTIONS.md.
-_RLS_KEEPS_GIN_OUT = pytest.mark.xfail(
-    strict=True, reason="RLS: non-leakproof @> and @@ cannot be index conditions (sql/CONVENTIONS.md)"
-)
-
-
-@_RLS_KEEPS_GIN_OUT
 def test_tag_is_served_by_cards_live_tags(plans):
     assert _served(plans["tag"], "cards_live_tags", "tags @>"), plans["tag"]
 
 
-@_RLS_KEEPS_GIN_OUT
 def test_repeated_tags_are_served_by_cards_live_tags(plans):
     assert _served(plans["tags"], "cards_live_tags", "tags @>"), plans["tags"]
 
 
-@_RLS_KEEPS_GIN_OUT
 def test_contains_is_served_by_cards_live_metadata(plans):
     assert _served(plans["contains"], "cards_live_metadata", "metadata @>"), plans["contains"]
 
 
-@_RLS_KEEPS_GIN_OUT
 def test_q_is_served_by_cards_live_search(plans):
     assert _served(plans["q"], "cards_live_search", "@@"), plans["q"]
 

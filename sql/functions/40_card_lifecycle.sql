@@ -210,7 +210,7 @@ BEGIN
         || CASE WHEN p_kind IS NOT NULL THEN ' AND c.kind = $2' ELSE '' END
         || CASE WHEN p_tags IS NOT NULL THEN ' AND c.tags @> $3' ELSE '' END
         || CASE WHEN v_contains IS NOT NULL THEN ' AND c.metadata @> $4' ELSE '' END
-        || CASE WHEN v_query IS NOT NULL THEN ' AND cards.search_vector(c.title, c.content) @@ $5' ELSE '' END
+        || CASE WHEN v_query IS NOT NULL THEN ' AND c.search @@ $5' ELSE '' END
         || CASE WHEN v_position IS NOT NULL THEN ' AND (c.created_at, c.card_id) < ($6, $7)' ELSE '' END
         || ' ORDER BY c.created_at DESC, c.card_id DESC LIMIT $8';
     EXECUTE format(

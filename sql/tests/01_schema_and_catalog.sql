@@ -3,7 +3,7 @@
 -- no foreign key can join two tenants; functions declare a volatility that fits them.
 -- Privileges and roles are in 02_rls_and_privileges.sql.
 BEGIN;
-SELECT plan(20);
+SELECT plan(21);
 
 -- ---------------------------------------------------------------------------------
 -- Inventory
@@ -225,6 +225,21 @@ SELECT is_empty(
             p.pronamespace = 'cards'::regnamespace AND p.proparallel = 's' AND p.provolatile = 'v'
     $$,
     'no VOLATILE function claims to be PARALLEL SAFE'
+);
+
+-- Lost by a restore into a new cluster or pg_upgrade; see sql/schema/0004.
+SELECT results_eq(
+    $$
+        SELECT p.proname::text FROM pg_catalog.pg_proc AS p
+        WHERE p.oid IN (
+            'pg_catalog.arraycontains(anyarray, anyarray)'::regprocedure,
+            'pg_catalog.jsonb_contains(jsonb, jsonb)'::regprocedure,
+            'pg_catalog.ts_match_vq(tsvector, tsquery)'::regprocedure
+        ) AND p.proleakproof
+        ORDER BY 1
+    $$,
+    $$ VALUES ('arraycontains'), ('jsonb_contains'), ('ts_match_vq') $$,
+    'the operators of the tag, contains and q filters are LEAKPROOF, so their GIN indexes serve them under RLS'
 );
 
 SELECT * FROM finish();
