@@ -407,31 +407,54 @@ class Checker:
         self.check("dashboard and Grafana provisioning are well formed", problems)
 
     def latency_targets(self) -> None:
+        """Each target ("METHOD route") has its alert, comparing the p95 of exactly that method
+        and route with the SLO, and a dashboard panel drawing that p95 with the SLO in red and
+        the benchmark's target, if it has one, in yellow."""
         problems = []
         alerts = {a["alert"]: a for a in self.alerts}
-        for route, t in self.contract.latency.items():
+
+        def p95_of(expr: str) -> list[Selector]:
+            return [s for s in selectors(expr) if s.name and s.name.endswith(":p95_5m")]
+
+        for endpoint, t in self.contract.latency.items():
+            method, _, route = endpoint.partition(" ")
+            if not re.fullmatch(r"[A-Z]+", method) or route not in self.contract.values.get("route", ()):
+                problems.append(f"latency target {endpoint!r}: want 'METHOD route', a route of the gateway")
+                continue
+            want = {("route", "=", route), ("method", "=", method)}
+            bench = t.get("bench")
             alert = alerts.get(t["alert"])
             if alert is None:
-                problems.append(f"no alert {t['alert']} for {route}")
+                problems.append(f"no alert {t['alert']} for {endpoint}")
             else:
-                m = re.search(r"\{route=\"([^\"]+)\"\}\s*>\s*([0-9.]+)\s*$", alert["expr"].strip())
-                if not m or m.group(1) != route or float(m.group(2)) != t["slo"]:
+                m = re.fullmatch(r"(.+?)\s*>\s*([0-9.]+)", alert["expr"].strip(), re.S)
+                sels = p95_of(m.group(1)) if m else []
+                if not m or len(sels) != 1 or set(sels[0].matchers) != want or float(m.group(2)) != t["slo"]:
                     problems.append(
-                        f"{t['alert']} should compare p95 of {route} with {t['slo']}: {alert['expr']!r}"
+                        f"{t['alert']} should compare the p95 of {endpoint} (route and method) with "
+                        f"{t['slo']}: {alert['expr']!r}"
                     )
             seen = False
             for fname, dash in self.dashboards.items():
                 for panel in all_panels(dash):
-                    exprs = " ".join(x.get("expr", "") for x in panel.get("targets", []))
-                    if f'p95_5m{{route="{route}"}}' not in exprs:
+                    sels = [s for x in panel.get("targets", []) for s in p95_of(x.get("expr", ""))]
+                    for sel in sels:
+                        labels = {label for label, _, _ in sel.matchers}
+                        if ("route", "=", route) in sel.matchers and "method" not in labels:
+                            problems.append(
+                                f"{fname} panel {panel['title']!r}: the p95 of {route} without a method "
+                                "mixes the operations of the route"
+                            )
+                    if not any(set(sel.matchers) == want for sel in sels):
                         continue
                     seen = True
                     steps = panel["fieldConfig"]["defaults"]["thresholds"]["steps"]
                     values = {s["color"]: s["value"] for s in steps}
-                    if values.get("red") != t["slo"] or values.get("yellow") != t["bench"]:
+                    if values.get("red") != t["slo"] or values.get("yellow") != bench:
+                        yellow = "no yellow (none)" if bench is None else f"yellow={bench} (benchmark)"
                         problems.append(
                             f"{fname} panel {panel['title']!r}: thresholds {values}, "
-                            f"want red={t['slo']} (SLO) and yellow={t['bench']} (benchmark)"
+                            f"want red={t['slo']} (SLO) and {yellow}"
                         )
                     mode = (
                         panel["fieldConfig"]["defaults"]
@@ -442,7 +465,7 @@ class Checker:
                     if mode in (None, "off"):
                         problems.append(f"{fname} panel {panel['title']!r}: thresholds are not drawn")
             if not seen:
-                problems.append(f"no dashboard panel draws the p95 of {route}")
+                problems.append(f"no dashboard panel draws the p95 of {endpoint}")
         self.check("latency alerts and dashboard thresholds match the targets", problems)
 
     def unit_tests(self) -> None:

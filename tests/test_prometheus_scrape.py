@@ -238,7 +238,9 @@ def test_prometheus_scrapes_the_gateway_and_evaluates_the_rules(gateway: str, pr
     }
     wait_for(
         "the batch p95",
-        recorded('route:cards_http_request_duration_seconds:p95_5m{route="/api/v1/cards/batch"}'),
+        recorded(
+            'route_method:cards_http_request_duration_seconds:p95_5m{route="/api/v1/cards/batch",method="POST"}'
+        ),
     )
     (available,) = wait_for(
         "cards:service_available:bool", lambda: query(prometheus, "cards:service_available:bool")
