@@ -24,6 +24,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -72,7 +73,9 @@ def parse_args(argv: list[str] | None = None) -> Plan:
     p.add_argument(
         "--seconds", type=int, default=None, help="measured seconds per run (default 10; smoke: 2)"
     )
-    p.add_argument("--warmup", type=int, default=None, help="warm-up seconds before each run (default 3)")
+    p.add_argument(
+        "--warmup", type=int, default=None, help="warm-up seconds before each run (default 3; smoke 0)"
+    )
     p.add_argument("--no-profile", action="store_true", help="skip EXPLAIN ANALYZE and py-spy")
     p.add_argument("--pg-port", type=int, default=None, help="bench cluster port (54360; smoke 54362)")
     p.add_argument("--gw-port", type=int, default=None, help="gateway port (18002; smoke 18004)")
@@ -99,7 +102,7 @@ def parse_args(argv: list[str] | None = None) -> Plan:
         tenants=a.tenants or (2 if smoke else 4),
         conns=conns,
         seconds=a.seconds or (2 if smoke else 10),
-        warmup=a.warmup if a.warmup is not None else (1 if smoke else 3),
+        warmup=a.warmup if a.warmup is not None else (0 if smoke else 3),
         batch_sizes=[10, 100, 1000],
         batch_size_seconds=1 if smoke else 10,
         profile=not (a.no_profile or smoke),
@@ -160,14 +163,10 @@ def start_cluster(plan: Plan) -> dict | None:
         pgcluster("start", str(plan.pg_dir), str(plan.pg_port), "bench")
         data = asyncio.run(_database_state(plan))
         if data and data.get("cards") == plan.cards and data.get("tenants") == plan.tenants:
-            say(f"reusing the kept cluster in {plan.pg_dir} ({plan.cards} cards), migrated to this checkout")
-            subprocess.run(
-                [PY, "-m", "gateway.migrate", admin_dsn(plan)], check=True, stdout=subprocess.DEVNULL
-            )
+            say(f"reusing the kept cluster in {plan.pg_dir} ({plan.cards} cards)")
             return data
         say("the kept cluster holds other data: starting afresh")
-    pgcluster("stop", str(plan.pg_dir))
-    shutil.rmtree(plan.pg_dir, ignore_errors=True)
+    pgcluster("destroy", str(plan.pg_dir))
     pgcluster("start", str(plan.pg_dir), str(plan.pg_port), "bench")
     subprocess.run(
         [
@@ -200,9 +199,20 @@ def start_cluster(plan: Plan) -> dict | None:
 
 
 def stop_cluster(plan: Plan) -> None:
-    pgcluster("stop", str(plan.pg_dir))
-    if not plan.keep:
-        shutil.rmtree(plan.pg_dir, ignore_errors=True)
+    pgcluster("stop" if plan.keep else "destroy", str(plan.pg_dir))
+
+
+def migrate(plan: Plan) -> int:
+    """Bring the database to this checkout's schema (a no-op when it is there already): sql/ may
+    have changed since the cluster was made, and the gateway is ready only at its version."""
+    subprocess.run([PY, "-m", "gateway.migrate", admin_dsn(plan)], check=True, stdout=subprocess.DEVNULL)
+    out = subprocess.run(
+        ["psql", "-X", "-At", admin_dsn(plan), "-c", "SELECT max(version) FROM cards_meta.schema_migrations"],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return int(out.stdout.strip())
 
 
 def postmaster_pid(plan: Plan) -> int:
@@ -227,6 +237,7 @@ def start_gateway(plan: Plan) -> subprocess.Popen:
         [PY, "-m", "gateway"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
     deadline = time.monotonic() + 30
+    last = ""
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"the gateway exited with {proc.returncode}; see {plan.work / 'gateway.log'}")
@@ -234,10 +245,12 @@ def start_gateway(plan: Plan) -> subprocess.Popen:
             with urllib.request.urlopen(f"http://127.0.0.1:{plan.gw_port}/ready", timeout=2) as r:
                 if r.status == 200:
                     return proc
-        except OSError:
-            pass
+        except urllib.error.HTTPError as exc:
+            last = exc.read().decode(errors="replace")[:300]
+        except OSError as exc:
+            last = str(exc)
         time.sleep(0.2)
-    raise RuntimeError("the gateway did not become ready within 30 s")
+    raise RuntimeError(f"the gateway did not become ready within 30 s: {last}")
 
 
 def stop_gateway(proc: subprocess.Popen | None) -> None:
@@ -357,6 +370,17 @@ def measure_batch_sizes(plan: Plan, target: Target, data: dict) -> list[dict]:
     return out
 
 
+def measure_overhead(plan: Plan, target: Target, data: dict) -> list[dict]:
+    """What the pgbench scripts cost besides the function call (picking ids, building bodies)."""
+    out = []
+    defines = pgbench_defines(target, data)
+    for op in ("retrieve", "usage", "batch"):
+        run = pgbench(target, f"{op}_overhead", 1, 1 if plan.mode == "smoke" else 5, defines)
+        say(f"pgbench overhead of {op}: " + (run.get("failure") or f"{run['mean_ms']} ms mean"))
+        out.append(run)
+    return out
+
+
 def profile_gateway(plan: Plan, target: Target, data: dict, token: str) -> dict:
     """py-spy on the gateway while wrk drives retrieve and usage (not a measured run)."""
     out: dict = {}
@@ -380,7 +404,7 @@ def profile_gateway(plan: Plan, target: Target, data: dict, token: str) -> dict:
 def smoke_check(result: dict) -> list[str]:
     """What proves the harness works: every phase produced numbers and nothing failed."""
     problems = list(result.get("failures", []))
-    for run in result["runs"] + result["batch_sizes"]:
+    for run in result["runs"] + result["batch_sizes"] + result.get("overhead", []):
         name = f"{run['via']} {run['op']} x{run['conns']}" + (
             f" size {run['batch_size']}" if "batch_size" in run else ""
         )
@@ -433,6 +457,7 @@ def run(plan: Plan) -> int:
         },
         "runs": [],
         "batch_sizes": [],
+        "overhead": [],
         "failures": plan.failures,
     }
     try:
@@ -460,6 +485,7 @@ def run(plan: Plan) -> int:
             f"({data['cards_per_second']} cards/s)"
         )
         result["postgres"] = asyncio.run(pg_facts(dsn))
+        result["schema_version"] = migrate(plan)
         gateway = start_gateway(plan)
         target = Target(
             plan.pg_port, "cards_bench", plan.gw_port, postmaster_pid(plan), gateway.pid, plan.work
@@ -470,6 +496,7 @@ def run(plan: Plan) -> int:
             statements[op] = asyncio.run(profile.top_statements(dsn))
         result["statements"] = statements
         result["batch_sizes"] = measure_batch_sizes(plan, target, data)
+        result["overhead"] = measure_overhead(plan, target, data)
         if plan.profile:
             say("profiling: EXPLAIN ANALYZE inside each call, py-spy on the gateway")
             result["explain"] = asyncio.run(profile.explain_calls(dsn))
