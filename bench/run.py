@@ -236,6 +236,15 @@ def start_gateway(plan: Plan) -> subprocess.Popen:
     proc = subprocess.Popen(
         [PY, "-m", "gateway"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
+    try:
+        _wait_ready(plan, proc)
+    except BaseException:
+        stop_gateway(proc)
+        raise
+    return proc
+
+
+def _wait_ready(plan: Plan, proc: subprocess.Popen) -> None:
     deadline = time.monotonic() + 30
     last = ""
     while time.monotonic() < deadline:
@@ -244,7 +253,7 @@ def start_gateway(plan: Plan) -> subprocess.Popen:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{plan.gw_port}/ready", timeout=2) as r:
                 if r.status == 200:
-                    return proc
+                    return
         except urllib.error.HTTPError as exc:
             last = exc.read().decode(errors="replace")[:300]
         except OSError as exc:
