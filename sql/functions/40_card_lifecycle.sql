@@ -51,6 +51,7 @@ END
 $$;
 
 -- A text parsed as JSON, or NULL when it is not JSON (CKVAL is the caller's to raise).
+-- JSON nested too deeply for the parser's stack (statement_too_complex) is not JSON here.
 CREATE OR REPLACE FUNCTION cards._try_jsonb(p_text text)
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -59,7 +60,7 @@ STRICT
 AS $$
 BEGIN
     RETURN p_text::jsonb;
-EXCEPTION WHEN invalid_text_representation OR untranslatable_character THEN
+EXCEPTION WHEN invalid_text_representation OR untranslatable_character OR statement_too_complex THEN
     RETURN NULL;
 END
 $$;

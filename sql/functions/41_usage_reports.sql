@@ -97,7 +97,9 @@ BEGIN
     );
     IF v_from >= v_to THEN
         PERFORM cards._raise_invalid('[{"field": "from", "message": "must be before to"}]');
-    ELSIF (v_to - v_from) > v_step * 1000 THEN
+    -- Counted in whole buckets: a window off the hour (or day) touches one more bucket.
+    ELSIF date_trunc(v_bucket, (v_to AT TIME ZONE 'UTC') - interval '1 microsecond')
+        - date_trunc(v_bucket, v_from AT TIME ZONE 'UTC') >= v_step * 1000 THEN
         PERFORM cards._raise_invalid('[{"field": "to", "message": "the window spans more than 1000 buckets"}]');
     END IF;
 

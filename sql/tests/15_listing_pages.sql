@@ -1,0 +1,306 @@
+-- list_cards' pages (API.md, "Card lifecycle"; CONVENTIONS.md, "Representation
+-- choices"): keyset pagination, newest first, with an opaque cursor. Following
+-- next_cursor walks every card exactly once, across cards created at the same time and
+-- while cards are created and deleted; the last page has no cursor; limit defaults to 50
+-- and accepts 1 to 200. The fixtures are those of 14_listing_filters_and_search.sql.
+BEGIN;
+SELECT plan(19);
+
+-- Test-only helpers, rolled back with the transaction.
+CREATE FUNCTION pg_temp.remember(p_name text, p_value text) RETURNS text
+LANGUAGE sql AS $$ SELECT set_config('tap.' || p_name, p_value, TRUE) $$;
+CREATE FUNCTION pg_temp.id(p_name text) RETURNS uuid
+LANGUAGE sql STABLE AS $$ SELECT current_setting('tap.' || p_name)::uuid $$;
+CREATE FUNCTION pg_temp.doc(p_name text) RETURNS jsonb
+LANGUAGE sql STABLE AS $$ SELECT current_setting('tap.' || p_name)::jsonb $$;
+-- A tenant's listing, as the gateway asks for it (query values as text).
+CREATE FUNCTION pg_temp.list(
+    p_kind text DEFAULT NULL, p_tags text[] DEFAULT NULL, p_contains text DEFAULT NULL, p_q text DEFAULT NULL,
+    p_limit text DEFAULT NULL, p_cursor text DEFAULT NULL, p_tenant text DEFAULT 'tenant_a'
+) RETURNS jsonb
+LANGUAGE sql AS $$
+    SELECT cards.list_cards(
+        current_setting('tap.' || p_tenant)::uuid, p_kind, p_tags, p_contains, p_q, p_limit, p_cursor
+    )::jsonb
+$$;
+-- The cards of a listing page as fixture names (l1…l8, b1, fresh), else their ids.
+CREATE FUNCTION pg_temp.names(p_page jsonb) RETURNS text[]
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(array_agg(
+        coalesce(
+            (
+                SELECT f.name
+                FROM unnest(ARRAY['l1', 'l2', 'l3', 'l4', 'l5', 'l6', 'l7', 'l8', 'b1', 'fresh']) AS f (name)
+                WHERE current_setting('tap.' || f.name, TRUE) = c.card ->> 'id'
+            ),
+            c.card ->> 'id'
+        )
+        ORDER BY c.ord
+    ), '{}')
+    FROM jsonb_array_elements(p_page -> 'cards') WITH ORDINALITY AS c (card, ord)
+$$;
+-- Every page of a listing, following next_cursor to its end: a JSON array of pages, each
+-- an array of names.
+CREATE FUNCTION pg_temp.walk(
+    p_limit text, p_kind text DEFAULT NULL, p_tags text[] DEFAULT NULL, p_contains text DEFAULT NULL,
+    p_q text DEFAULT NULL, p_tenant text DEFAULT 'tenant_a'
+) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_pages jsonb := '[]';
+    v_page jsonb;
+    v_cursor text;
+BEGIN
+    FOR i IN 1..100 LOOP
+        v_page := pg_temp.list(p_kind, p_tags, p_contains, p_q, p_limit, v_cursor, p_tenant);
+        v_pages := v_pages || jsonb_build_array(to_jsonb(pg_temp.names(v_page)));
+        v_cursor := v_page ->> 'next_cursor';
+        EXIT WHEN v_cursor IS NULL;
+    END LOOP;
+    RETURN v_pages;
+END
+$$;
+-- Tenant C's live cards in listing order, read as the superuser running the suite, whom
+-- row-level security does not restrict (SECURITY DEFINER: whoever calls it).
+CREATE FUNCTION pg_temp.stored_order(p_tenant text) RETURNS text[]
+LANGUAGE sql SECURITY DEFINER AS $$
+    SELECT array_agg(c.card_id::text ORDER BY c.created_at DESC, c.card_id DESC) FROM cards.cards AS c
+    WHERE c.tenant_id = current_setting('tap.' || p_tenant)::uuid AND c.deleted_at IS NULL
+$$;
+
+SELECT pg_temp.remember('tenant_a', cards.create_tenant('Tenant A')::text);
+SELECT pg_temp.remember('tenant_b', cards.create_tenant('Tenant B')::text);
+SELECT pg_temp.remember('tenant_c', cards.create_tenant('Tenant C, with many cards')::text);
+
+SELECT count(*) FROM cards.batch_create(pg_temp.id('tenant_a'), $$[
+    {"title": "Brand voice", "content": {"tone": "Warm and friendly"}, "tags": ["brand", "tone"],
+     "metadata": {"source": "onboarding", "team": {"name": "marketing", "size": 3}}},
+    {"title": "Shipping times", "kind": "faq", "content": {"answer": "Orders ship within two days"},
+     "tags": ["shipping", "support", "staff"], "metadata": {"source": "helpdesk", "regions": ["eu", "us"]}},
+    {"title": "Returns", "kind": "faq", "content": {"answer": "Returned items are refunded", "pricing": "free",
+     "code": 12345}, "tags": ["support", "returns"], "metadata": {"source": "helpdesk", "lang": "en"}},
+    {"title": "Launch checklist", "content": ["Book the venue", {"step": "Email the press"}], "tags": ["launch"],
+     "metadata": {"source": "onboarding", "lang": "en"}},
+    {"title": "Summarise", "kind": "prompt", "content": "Summarise the customer's running notes", "tags": ["sport"]},
+    {"title": "Tone check", "kind": "prompt", "content": {"text": "Check the tone of a draft before it ships"},
+     "tags": ["tone"], "metadata": {"source": "helpdesk"}},
+    {"title": "Running the support desk", "content": {"body": "Who answers which queue"},
+     "tags": ["support", "staff"], "metadata": {"source": "helpdesk", "lang": "en"}},
+    {"title": "Shipping to the moon", "kind": "faq", "content": "Deleted orders ship nowhere",
+     "tags": ["shipping", "support"], "metadata": {"source": "helpdesk"}}
+]$$);
+-- Fixed ids and creation times, so that the expected order is written out: l4, l5 and
+-- l6 are created at the same time, and their ids order them l4, l6, l5, which is
+-- neither the order they were inserted in nor its reverse. l8 is deleted.
+UPDATE cards.cards AS c SET card_id = f.card_id, created_at = f.created_at, updated_at = f.created_at
+FROM (
+    VALUES
+    ('Brand voice', '00000000-0000-4000-8000-000000000001'::uuid, '2024-03-01 03:00:00+00'::timestamptz),
+    ('Shipping times', '00000000-0000-4000-8000-000000000002', '2024-03-01 04:00:00+00'),
+    ('Returns', '00000000-0000-4000-8000-000000000003', '2024-03-01 05:00:00+00'),
+    ('Launch checklist', '00000000-0000-4000-8000-000000000006', '2024-03-01 06:00:00+00'),
+    ('Summarise', '00000000-0000-4000-8000-000000000004', '2024-03-01 06:00:00+00'),
+    ('Tone check', '00000000-0000-4000-8000-000000000005', '2024-03-01 06:00:00+00'),
+    ('Running the support desk', '00000000-0000-4000-8000-000000000007', '2024-03-01 07:00:00+00'),
+    ('Shipping to the moon', '00000000-0000-4000-8000-000000000008', '2024-03-01 11:00:00+00')
+) AS f (title, card_id, created_at)
+WHERE c.tenant_id = pg_temp.id('tenant_a') AND c.title = f.title;
+UPDATE cards.cards SET deleted_at = '2024-03-01 11:30:00+00'
+WHERE card_id = '00000000-0000-4000-8000-000000000008';
+SELECT
+    pg_temp.remember('l1', '00000000-0000-4000-8000-000000000001') AS l1,
+    pg_temp.remember('l2', '00000000-0000-4000-8000-000000000002') AS l2,
+    pg_temp.remember('l3', '00000000-0000-4000-8000-000000000003') AS l3,
+    pg_temp.remember('l4', '00000000-0000-4000-8000-000000000006') AS l4,
+    pg_temp.remember('l5', '00000000-0000-4000-8000-000000000004') AS l5,
+    pg_temp.remember('l6', '00000000-0000-4000-8000-000000000005') AS l6,
+    pg_temp.remember('l7', '00000000-0000-4000-8000-000000000007') AS l7,
+    pg_temp.remember('l8', '00000000-0000-4000-8000-000000000008') AS l8;
+SELECT cards.track_usage(pg_temp.id('tenant_a'), pg_temp.id('l1'), 'wf', 'run-1');
+
+-- Tenant B holds a copy of l2, the newest of all cards: any filter that finds l2 would
+-- find it too if the wall between tenants leaked.
+SELECT pg_temp.remember('b1', b.response -> 'cards' -> 0 ->> 'id')
+FROM cards.batch_create(pg_temp.id('tenant_b'), $$[
+    {"title": "Shipping times", "kind": "faq", "content": {"answer": "Orders ship within two days"},
+     "tags": ["shipping", "support", "staff"], "metadata": {"source": "helpdesk", "regions": ["eu", "us"]}}
+]$$) AS b;
+UPDATE cards.cards SET created_at = '2024-03-01 12:00:00+00'
+WHERE card_id = pg_temp.id('b1');
+
+-- Tenant C: 205 cards, created in groups of up to seven at the same time.
+SELECT count(*) FROM cards.batch_create(
+    pg_temp.id('tenant_c'),
+    (
+        SELECT jsonb_agg(jsonb_build_object('title', 'bulk ' || n, 'content', n, 'kind', 'bulk'))
+        FROM generate_series(1, 205) AS n
+    )
+);
+UPDATE cards.cards
+SET created_at = '2024-03-01 00:00:00+00'::timestamptz + (content::integer % 30) * interval '1 minute'
+WHERE tenant_id = pg_temp.id('tenant_c');
+
+-- ---------------------------------------------------------------------------------
+-- Persona: tenant A, through the gateway role — pages
+-- ---------------------------------------------------------------------------------
+
+SET LOCAL ROLE cards_gateway;
+
+SELECT is(
+    pg_temp.walk('2'),
+    '[["l7", "l4"], ["l6", "l5"], ["l3", "l2"], ["l1"]]',
+    'following next_cursor walks every card exactly once, in order, across cards created at the same time'
+);
+SELECT is(
+    pg_temp.walk('3'),
+    '[["l7", "l4", "l6"], ["l5", "l3", "l2"], ["l1"]]',
+    'whatever the page size'
+);
+SELECT is(
+    pg_temp.walk('7'),
+    '[["l7", "l4", "l6", "l5", "l3", "l2", "l1"]]',
+    'a page that ends with the last card has no next cursor'
+);
+SELECT is(
+    pg_temp.walk('1', p_tags => '{support}'),
+    '[["l7"], ["l3"], ["l2"]]',
+    'the pages of a filtered listing hold only matching cards'
+);
+SELECT is(
+    pg_temp.walk('1', p_q => 'ship'),
+    '[["l6"], ["l2"]]',
+    'a search is paginated too'
+);
+SELECT pg_temp.remember('page_1', pg_temp.list(p_limit => '2')::text);
+SELECT is(
+    pg_temp.names(pg_temp.list(p_limit => '5', p_cursor => pg_temp.doc('page_1') ->> 'next_cursor')),
+    ARRAY['l6', 'l5', 'l3', 'l2', 'l1'],
+    'a cursor may be followed with another page size'
+);
+SELECT pg_temp.remember('tag_page_1', pg_temp.list(p_tags => '{staff,support}', p_limit => '1')::text);
+SELECT is(
+    pg_temp.names(pg_temp.list(
+        p_tags => '{support,staff}', p_limit => '1', p_cursor => pg_temp.doc('tag_page_1') ->> 'next_cursor'
+    )),
+    ARRAY['l2'],
+    'a cursor is valid with the same tags in another order'
+);
+SELECT pg_temp.remember(
+    'contains_page_1', pg_temp.list(p_contains => '{"lang": "en", "source": "helpdesk"}', p_limit => '1')::text
+);
+SELECT is(
+    pg_temp.names(pg_temp.list(
+        p_contains => '{ "source":"helpdesk","lang" : "en" }', p_limit => '1',
+        p_cursor => pg_temp.doc('contains_page_1') ->> 'next_cursor'
+    )),
+    ARRAY['l3'],
+    'and with the same contains object written with other key order and spacing'
+);
+-- ---------------------------------------------------------------------------------
+-- Persona: tenant A — pages while cards change
+-- ---------------------------------------------------------------------------------
+
+RESET ROLE;
+-- As the superuser, so that this file depends on no other endpoint: a card created
+-- now (the newest) and l6, not yet listed, deleted.
+SELECT pg_temp.remember('fresh', b.response -> 'cards' -> 0 ->> 'id')
+FROM cards.batch_create(pg_temp.id('tenant_a'), '[{"title": "Fresh", "content": "fresh"}]') AS b;
+UPDATE cards.cards SET deleted_at = now()
+WHERE card_id = pg_temp.id('l6');
+SET LOCAL ROLE cards_gateway;
+
+SELECT is(
+    pg_temp.names(pg_temp.list(p_limit => '2', p_cursor => pg_temp.doc('page_1') ->> 'next_cursor')),
+    ARRAY['l5', 'l3'],
+    'the next page continues after the last card seen: a card created since is not slipped in, one deleted since is '
+    || 'left out'
+);
+SELECT is(
+    pg_temp.names(pg_temp.list(p_limit => '2')),
+    ARRAY['fresh', 'l7'],
+    'a new listing starts with the new card'
+);
+
+RESET ROLE;
+
+-- ---------------------------------------------------------------------------------
+-- Persona: tenant B, through the gateway role
+-- ---------------------------------------------------------------------------------
+
+SET LOCAL ROLE cards_gateway;
+
+SELECT is(pg_temp.walk('1', p_tenant => 'tenant_b'), '[["b1"]]', 'tenant B''s pages hold only its own card');
+
+RESET ROLE;
+
+-- ---------------------------------------------------------------------------------
+-- Persona: tenant C, through the gateway role — page sizes over 205 cards
+-- ---------------------------------------------------------------------------------
+
+SET LOCAL ROLE cards_gateway;
+
+SELECT pg_temp.remember('c_all', to_jsonb(pg_temp.stored_order('tenant_c'))::text);
+
+SELECT is(
+    jsonb_array_length(pg_temp.list(p_tenant => 'tenant_c') -> 'cards'),
+    50,
+    'without limit=, a page holds 50 cards'
+);
+SELECT isnt(pg_temp.list(p_tenant => 'tenant_c') ->> 'next_cursor', NULL, 'and a cursor to the next');
+SELECT is(
+    jsonb_array_length(pg_temp.list(p_limit => '200', p_tenant => 'tenant_c') -> 'cards'),
+    200,
+    'limit=200 is accepted and holds 200 cards'
+);
+SELECT is(
+    jsonb_array_length(pg_temp.list(p_limit => '1', p_tenant => 'tenant_c') -> 'cards'),
+    1,
+    'limit=1 is accepted and holds one card'
+);
+SELECT is(
+    (
+        SELECT array_agg(jsonb_array_length(p.page))
+        FROM jsonb_array_elements(pg_temp.walk(NULL, p_tenant => 'tenant_c')) AS p (page)
+    ),
+    ARRAY[50, 50, 50, 50, 5],
+    '205 cards take five default pages'
+);
+SELECT is(
+    (
+        SELECT jsonb_agg(c.id ORDER BY p.n, c.m)
+        FROM jsonb_array_elements(pg_temp.walk(NULL, p_tenant => 'tenant_c')) WITH ORDINALITY AS p (page, n)
+        CROSS JOIN LATERAL jsonb_array_elements(p.page) WITH ORDINALITY AS c (id, m)
+    ),
+    pg_temp.doc('c_all'),
+    'which hold every card exactly once, newest first and by id among those created together'
+);
+SELECT is(
+    (
+        SELECT jsonb_agg(c.id ORDER BY p.n, c.m)
+        FROM
+            jsonb_array_elements(pg_temp.walk('7', p_kind => 'bulk', p_tenant => 'tenant_c'))
+            WITH ORDINALITY AS p (page, n)
+        CROSS JOIN LATERAL jsonb_array_elements(p.page) WITH ORDINALITY AS c (id, m)
+    ),
+    pg_temp.doc('c_all'),
+    'and so do pages of 7 of a filtered listing'
+);
+
+RESET ROLE;
+
+-- ---------------------------------------------------------------------------------
+-- Persona: admin (a trusted job calling list_cards directly)
+-- ---------------------------------------------------------------------------------
+
+SET LOCAL ROLE cards_admin;
+
+SELECT is(
+    pg_temp.walk('4'),
+    '[["fresh", "l7", "l4", "l5"], ["l3", "l2", "l1"]]',
+    'a trusted job gets the same answers'
+);
+
+RESET ROLE;
+
+SELECT * FROM finish();
+ROLLBACK;

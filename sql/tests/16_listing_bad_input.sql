@@ -1,0 +1,367 @@
+-- list_cards' refusals (API.md, "Card lifecycle": bad filter values get a 422): every
+-- bad filter value is a CKVAL naming its field, all reported together; a cursor is refused
+-- when this API did not issue it (forged, altered, truncated) or issued it for other
+-- filters. The fixtures are those of 14_listing_filters_and_search.sql.
+BEGIN;
+SELECT plan(32);
+
+-- Test-only helpers, rolled back with the transaction.
+CREATE FUNCTION pg_temp.remember(p_name text, p_value text) RETURNS text
+LANGUAGE sql AS $$ SELECT set_config('tap.' || p_name, p_value, TRUE) $$;
+CREATE FUNCTION pg_temp.id(p_name text) RETURNS uuid
+LANGUAGE sql STABLE AS $$ SELECT current_setting('tap.' || p_name)::uuid $$;
+CREATE FUNCTION pg_temp.doc(p_name text) RETURNS jsonb
+LANGUAGE sql STABLE AS $$ SELECT current_setting('tap.' || p_name)::jsonb $$;
+-- The DETAIL of the CKVAL error the statement raises (the problem's "errors"), the
+-- string "no error" when it succeeds, or "SQLSTATE: message" for any other error.
+CREATE FUNCTION pg_temp.error_detail(p_sql text) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_state text;
+    v_message text;
+    v_detail text;
+BEGIN
+    EXECUTE p_sql;
+    RETURN '"no error"';
+EXCEPTION WHEN OTHERS THEN
+    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT, v_detail = PG_EXCEPTION_DETAIL;
+    IF v_state <> 'CKVAL' THEN
+        RETURN to_jsonb(v_state || ': ' || v_message);
+    END IF;
+    RETURN v_detail::jsonb;
+END
+$$;
+-- A tenant's listing, as the gateway asks for it (query values as text).
+CREATE FUNCTION pg_temp.list(
+    p_kind text DEFAULT NULL, p_tags text[] DEFAULT NULL, p_contains text DEFAULT NULL, p_q text DEFAULT NULL,
+    p_limit text DEFAULT NULL, p_cursor text DEFAULT NULL, p_tenant text DEFAULT 'tenant_a'
+) RETURNS jsonb
+LANGUAGE sql AS $$
+    SELECT cards.list_cards(
+        current_setting('tap.' || p_tenant)::uuid, p_kind, p_tags, p_contains, p_q, p_limit, p_cursor
+    )::jsonb
+$$;
+CREATE FUNCTION pg_temp.list_sql(
+    p_kind text DEFAULT NULL, p_tags text[] DEFAULT NULL, p_contains text DEFAULT NULL, p_q text DEFAULT NULL,
+    p_limit text DEFAULT NULL, p_cursor text DEFAULT NULL
+) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT format(
+        'SELECT cards.list_cards(%L, %L, %L::text[], %L, %L, %L, %L)',
+        current_setting('tap.tenant_a'), p_kind, p_tags, p_contains, p_q, p_limit, p_cursor
+    )
+$$;
+-- A cursor's content, and a cursor for any content: how a client would forge one.
+CREATE FUNCTION pg_temp.cursor_content(p_cursor text) RETURNS jsonb
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT convert_from(decode(
+        rpad(translate(p_cursor, '-_', '+/'), ((char_length(p_cursor) + 3) / 4) * 4, '='), 'base64'
+    ), 'UTF8')::jsonb
+$$;
+CREATE FUNCTION pg_temp.forge(p_content text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT rtrim(translate(encode(convert_to(p_content, 'UTF8'), 'base64'), E'+/\n', '-_'), '=')
+$$;
+-- A cursor this API issued, with one element of its content replaced.
+CREATE FUNCTION pg_temp.altered(p_cursor text, p_element integer, p_value jsonb) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT pg_temp.forge(jsonb_set(pg_temp.cursor_content(p_cursor), ARRAY[p_element::text], p_value)::text)
+$$;
+-- The error a bad cursor gets.
+CREATE FUNCTION pg_temp.cursor_error(p_message text) RETURNS jsonb
+LANGUAGE sql IMMUTABLE AS $$ SELECT jsonb_build_array(jsonb_build_object('field', 'cursor', 'message', p_message)) $$;
+
+SELECT pg_temp.remember('tenant_a', cards.create_tenant('Tenant A')::text);
+SELECT pg_temp.remember('tenant_b', cards.create_tenant('Tenant B')::text);
+
+SELECT count(*) FROM cards.batch_create(pg_temp.id('tenant_a'), $$[
+    {"title": "Brand voice", "content": {"tone": "Warm and friendly"}, "tags": ["brand", "tone"],
+     "metadata": {"source": "onboarding", "team": {"name": "marketing", "size": 3}}},
+    {"title": "Shipping times", "kind": "faq", "content": {"answer": "Orders ship within two days"},
+     "tags": ["shipping", "support", "staff"], "metadata": {"source": "helpdesk", "regions": ["eu", "us"]}},
+    {"title": "Returns", "kind": "faq", "content": {"answer": "Returned items are refunded", "pricing": "free",
+     "code": 12345}, "tags": ["support", "returns"], "metadata": {"source": "helpdesk", "lang": "en"}},
+    {"title": "Launch checklist", "content": ["Book the venue", {"step": "Email the press"}], "tags": ["launch"],
+     "metadata": {"source": "onboarding", "lang": "en"}},
+    {"title": "Summarise", "kind": "prompt", "content": "Summarise the customer's running notes", "tags": ["sport"]},
+    {"title": "Tone check", "kind": "prompt", "content": {"text": "Check the tone of a draft before it ships"},
+     "tags": ["tone"], "metadata": {"source": "helpdesk"}},
+    {"title": "Running the support desk", "content": {"body": "Who answers which queue"},
+     "tags": ["support", "staff"], "metadata": {"source": "helpdesk", "lang": "en"}},
+    {"title": "Shipping to the moon", "kind": "faq", "content": "Deleted orders ship nowhere",
+     "tags": ["shipping", "support"], "metadata": {"source": "helpdesk"}}
+]$$);
+-- Fixed ids and creation times, so that the expected order is written out: l4, l5 and
+-- l6 are created at the same time, and their ids order them l4, l6, l5, which is
+-- neither the order they were inserted in nor its reverse. l8 is deleted.
+UPDATE cards.cards AS c SET card_id = f.card_id, created_at = f.created_at, updated_at = f.created_at
+FROM (
+    VALUES
+    ('Brand voice', '00000000-0000-4000-8000-000000000001'::uuid, '2024-03-01 03:00:00+00'::timestamptz),
+    ('Shipping times', '00000000-0000-4000-8000-000000000002', '2024-03-01 04:00:00+00'),
+    ('Returns', '00000000-0000-4000-8000-000000000003', '2024-03-01 05:00:00+00'),
+    ('Launch checklist', '00000000-0000-4000-8000-000000000006', '2024-03-01 06:00:00+00'),
+    ('Summarise', '00000000-0000-4000-8000-000000000004', '2024-03-01 06:00:00+00'),
+    ('Tone check', '00000000-0000-4000-8000-000000000005', '2024-03-01 06:00:00+00'),
+    ('Running the support desk', '00000000-0000-4000-8000-000000000007', '2024-03-01 07:00:00+00'),
+    ('Shipping to the moon', '00000000-0000-4000-8000-000000000008', '2024-03-01 11:00:00+00')
+) AS f (title, card_id, created_at)
+WHERE c.tenant_id = pg_temp.id('tenant_a') AND c.title = f.title;
+UPDATE cards.cards SET deleted_at = '2024-03-01 11:30:00+00'
+WHERE card_id = '00000000-0000-4000-8000-000000000008';
+SELECT
+    pg_temp.remember('l1', '00000000-0000-4000-8000-000000000001') AS l1,
+    pg_temp.remember('l2', '00000000-0000-4000-8000-000000000002') AS l2,
+    pg_temp.remember('l3', '00000000-0000-4000-8000-000000000003') AS l3,
+    pg_temp.remember('l4', '00000000-0000-4000-8000-000000000006') AS l4,
+    pg_temp.remember('l5', '00000000-0000-4000-8000-000000000004') AS l5,
+    pg_temp.remember('l6', '00000000-0000-4000-8000-000000000005') AS l6,
+    pg_temp.remember('l7', '00000000-0000-4000-8000-000000000007') AS l7,
+    pg_temp.remember('l8', '00000000-0000-4000-8000-000000000008') AS l8;
+SELECT cards.track_usage(pg_temp.id('tenant_a'), pg_temp.id('l1'), 'wf', 'run-1');
+
+-- Tenant B holds a copy of l2, the newest of all cards: any filter that finds l2 would
+-- find it too if the wall between tenants leaked.
+SELECT pg_temp.remember('b1', b.response -> 'cards' -> 0 ->> 'id')
+FROM cards.batch_create(pg_temp.id('tenant_b'), $$[
+    {"title": "Shipping times", "kind": "faq", "content": {"answer": "Orders ship within two days"},
+     "tags": ["shipping", "support", "staff"], "metadata": {"source": "helpdesk", "regions": ["eu", "us"]}}
+]$$) AS b;
+UPDATE cards.cards SET created_at = '2024-03-01 12:00:00+00'
+WHERE card_id = pg_temp.id('b1');
+
+-- ---------------------------------------------------------------------------------
+-- Persona: tenant A, through the gateway role — cursors refused
+-- ---------------------------------------------------------------------------------
+
+SET LOCAL ROLE cards_gateway;
+
+SELECT pg_temp.remember('page_1', pg_temp.list(p_limit => '2')::text);
+SELECT pg_temp.remember('tag_page_1', pg_temp.list(p_tags => '{staff,support}', p_limit => '1')::text);
+SELECT pg_temp.remember(
+    'contains_page_1', pg_temp.list(p_contains => '{"lang": "en", "source": "helpdesk"}', p_limit => '1')::text
+);
+SELECT pg_temp.remember('kind_page_1', pg_temp.list(p_kind => 'faq', p_limit => '1')::text);
+SELECT pg_temp.remember('q_page_1', pg_temp.list(p_q => 'ship', p_limit => '1')::text);
+
+SELECT throws_ok(
+    pg_temp.list_sql(p_kind => 'faq', p_limit => '2', p_cursor => pg_temp.doc('page_1') ->> 'next_cursor'),
+    'CKVAL',
+    'The request is invalid: 1 error(s), listed in "errors".',
+    'a cursor used with other filters is a validation error'
+);
+SELECT is(
+    pg_temp.error_detail(
+        pg_temp.list_sql(p_kind => 'faq', p_limit => '2', p_cursor => pg_temp.doc('page_1') ->> 'next_cursor')
+    ),
+    pg_temp.cursor_error('is not a cursor this API issued for this query'),
+    'naming the cursor: an unfiltered listing''s cursor is refused with kind='
+);
+SELECT is(
+    pg_temp.error_detail(
+        pg_temp.list_sql(p_kind => 'note', p_limit => '1', p_cursor => pg_temp.doc('kind_page_1') ->> 'next_cursor')
+    ),
+    pg_temp.cursor_error('is not a cursor this API issued for this query'),
+    'a kind=faq cursor is refused with kind=note'
+);
+SELECT is(
+    pg_temp.error_detail(
+        pg_temp.list_sql(p_limit => '1', p_cursor => pg_temp.doc('kind_page_1') ->> 'next_cursor')
+    ),
+    pg_temp.cursor_error('is not a cursor this API issued for this query'),
+    'and without the filter'
+);
+SELECT is(
+    pg_temp.error_detail(
+        pg_temp.list_sql(p_q => 'faq', p_limit => '1', p_cursor => pg_temp.doc('kind_page_1') ->> 'next_cursor')
+    ),
+    pg_temp.cursor_error('is not a cursor this API issued for this query'),
+    'and with the same value given to another filter (kind=faq, then q=faq)'
+);
+SELECT is(
+    pg_temp.error_detail(pg_temp.list_sql(
+        p_tags => '{support}', p_limit => '1', p_cursor => pg_temp.doc('tag_page_1') ->> 'next_cursor'
+    )),
+    pg_temp.cursor_error('is not a cursor this API issued for this query'),
+    'a cursor for two tags is refused with one of them'
+);
+SELECT is(
+    pg_temp.error_detail(pg_temp.list_sql(
+        p_contains => '{"lang": "de", "source": "helpdesk"}', p_limit => '1',
+        p_cursor => pg_temp.doc('contains_page_1') ->> 'next_cursor'
+    )),
+    pg_temp.cursor_error('is not a cursor this API issued for this query'),
+    'a contains= cursor is refused with another object'
+);
+SELECT is(
+    pg_temp.error_detail(
+        pg_temp.list_sql(p_q => 'shipped', p_limit => '1', p_cursor => pg_temp.doc('q_page_1') ->> 'next_cursor')
+    ),
+    pg_temp.cursor_error('is not a cursor this API issued for this query'),
+    'a q= cursor is refused with another search'
+);
+SELECT is(
+    pg_temp.error_detail(pg_temp.list_sql(p_limit => '2', p_cursor => 'not a cursor!')),
+    pg_temp.cursor_error('is not a cursor this API issued'),
+    'a cursor that is not base64url is refused'
+);
+SELECT is(
+    pg_temp.error_detail(pg_temp.list_sql(p_limit => '2', p_cursor => pg_temp.forge('hello'))),
+    pg_temp.cursor_error('is not a cursor this API issued'),
+    'a cursor that does not hold JSON is refused'
+);
+SELECT is(
+    pg_temp.error_detail(pg_temp.list_sql(p_limit => '2', p_cursor => pg_temp.forge('{"after": "l4"}'))),
+    pg_temp.cursor_error('is not a cursor this API issued'),
+    'a cursor that holds a JSON object is refused'
+);
+SELECT is(
+    pg_temp.error_detail(pg_temp.list_sql(p_limit => '2', p_cursor => pg_temp.forge('[]'))),
+    pg_temp.cursor_error('is not a cursor this API issued for this query'),
+    'a cursor that holds another JSON array is refused'
+);
+SELECT is(
+    pg_temp.error_detail(pg_temp.list_sql(
+        p_limit => '2', p_cursor => left(pg_temp.doc('page_1') ->> 'next_cursor', -6)
+    )),
+    pg_temp.cursor_error('is not a cursor this API issued'),
+    'a truncated cursor is refused'
+);
+SELECT is(
+    pg_temp.error_detail(pg_temp.list_sql(
+        p_limit => '2',
+        p_cursor => pg_temp.altered(pg_temp.doc('page_1') ->> 'next_cursor', 1, '"l4"')
+    )),
+    pg_temp.cursor_error('is not a cursor this API issued for this query'),
+    'a cursor whose card id was altered is refused'
+);
+SELECT is(
+    pg_temp.error_detail(pg_temp.list_sql(
+        p_limit => '2',
+        p_cursor => pg_temp.altered(pg_temp.doc('page_1') ->> 'next_cursor', 0, '"yesterday"')
+    )),
+    '[{"field": "cursor", "message": "must be an RFC 3339 timestamp with a time zone"}]',
+    'a cursor whose time was altered is refused'
+);
+SELECT is(
+    pg_temp.error_detail(
+        pg_temp.list_sql(p_limit => '2', p_cursor => pg_temp.forge(jsonb_build_array(repeat('x', 750))::text))
+    ),
+    pg_temp.cursor_error('is not a cursor this API issued'),
+    'a cursor of over 1000 characters is refused'
+);
+
+-- ---------------------------------------------------------------------------------
+-- Persona: tenant A — bad filter values
+-- ---------------------------------------------------------------------------------
+
+SELECT throws_ok(
+    pg_temp.list_sql(p_limit => '0'),
+    'CKVAL',
+    'The request is invalid: 1 error(s), listed in "errors".',
+    'limit=0 is a validation error'
+);
+SELECT is(
+    pg_temp.error_detail(pg_temp.list_sql(p_limit => '0')),
+    '[{"field": "limit", "message": "must be an integer from 1 to 200"}]',
+    'naming limit and the rule'
+);
+SELECT is(
+    pg_temp.error_detail(pg_temp.list_sql(p_limit => '201')),
+    '[{"field": "limit", "message": "must be an integer from 1 to 200"}]',
+    'limit=201 is refused'
+);
+SELECT is(
+    (
+        SELECT jsonb_agg(pg_temp.error_detail(pg_temp.list_sql(p_limit => l.value)) -> 0 ->> 'field')
+        FROM unnest(ARRAY['abc', '', '-1', '1.5', ' 5', '1e2', '99999999999']) AS l (value)
+    ),
+    '["limit", "limit", "limit", "limit", "limit", "limit", "limit"]',
+    'a limit that is not a plain integer is refused: abc, empty, -1, 1.5, " 5", 1e2, an overflowing number'
+);
+SELECT is(
+    pg_temp.error_detail(pg_temp.list_sql(p_contains => '{"source": ')),
+    '[{"field": "contains", "message": "must be a JSON object"}]',
+    'malformed JSON in contains= is refused'
+);
+SELECT is(
+    (
+        SELECT jsonb_agg(pg_temp.error_detail(pg_temp.list_sql(p_contains => c.value)) -> 0 ->> 'field')
+        FROM unnest(ARRAY['["helpdesk"]', '"helpdesk"', 'null', '3', '']) AS c (value)
+    ),
+    '["contains", "contains", "contains", "contains", "contains"]',
+    'contains= that is not a JSON object is refused: an array, a string, null, a number, nothing'
+);
+SELECT is(
+    pg_temp.error_detail(pg_temp.list_sql(p_contains => repeat('[', 100000))),
+    '[{"field": "contains", "message": "must be a JSON object"}]',
+    'contains= nested too deeply to parse is refused, not a server error'
+);
+SELECT is(
+    pg_temp.error_detail(pg_temp.list_sql(p_contains => '{"s": "\u0000"}')),
+    '[{"field": "contains", "message": "must be a JSON object"}]',
+    'contains= holding a NUL escape is refused, not a server error'
+);
+SELECT is(
+    pg_temp.error_detail(pg_temp.list_sql(p_kind => 'FAQ')),
+    '[{"field": "kind", "message": "must be 1 to 64 characters of a-z, 0-9, \"_\", \".\" and \"-\""}]',
+    'a kind= that no card could have is refused'
+);
+SELECT is(
+    pg_temp.error_detail(pg_temp.list_sql(p_tags => ARRAY[''])),
+    '[{"field": "tag", "message": "must be at most 32 tags of 1 to 64 characters"}]',
+    'an empty tag= is refused'
+);
+SELECT is(
+    pg_temp.error_detail(pg_temp.list_sql(p_tags => (SELECT array_agg('t' || n) FROM generate_series(1, 33) AS n))),
+    '[{"field": "tag", "message": "must be at most 32 tags of 1 to 64 characters"}]',
+    '33 tag= are refused'
+);
+SELECT is(
+    pg_temp.error_detail(pg_temp.list_sql(p_q => '')),
+    '[{"field": "q", "message": "must be 1 to 500 characters"}]',
+    'an empty q= is refused'
+);
+SELECT is(
+    pg_temp.error_detail(pg_temp.list_sql(p_q => repeat('q', 501))),
+    '[{"field": "q", "message": "must be 1 to 500 characters"}]',
+    'a q= of 501 characters is refused'
+);
+SELECT is(
+    pg_temp.error_detail(pg_temp.list_sql(
+        p_kind => repeat('k', 64), p_tags => ARRAY[repeat('t', 64)], p_q => repeat('q', 500), p_limit => '200'
+    )),
+    '"no error"',
+    'the longest kind, tag and q are accepted'
+);
+SELECT is(
+    pg_temp.error_detail(
+        pg_temp.list_sql(p_kind => '', p_tags => ARRAY[repeat('t', 65)], p_contains => '[]', p_q => '')
+    ),
+    '[{"field": "kind", "message": "must be 1 to 64 characters of a-z, 0-9, \"_\", \".\" and \"-\""},
+      {"field": "tag", "message": "must be at most 32 tags of 1 to 64 characters"},
+      {"field": "contains", "message": "must be a JSON object"},
+      {"field": "q", "message": "must be 1 to 500 characters"}]',
+    'every bad filter is reported together'
+);
+
+RESET ROLE;
+
+-- ---------------------------------------------------------------------------------
+-- Persona: a suspended tenant
+-- ---------------------------------------------------------------------------------
+
+SELECT cards.set_tenant_active(pg_temp.id('tenant_a'), FALSE);
+SET LOCAL ROLE cards_gateway;
+
+SELECT throws_ok(
+    pg_temp.list_sql(p_limit => 'abc'),
+    'CKFBD',
+    'The tenant is unknown or suspended.',
+    'a suspended tenant cannot list its cards, whatever it asks'
+);
+
+RESET ROLE;
+
+SELECT * FROM finish();
+ROLLBACK;
