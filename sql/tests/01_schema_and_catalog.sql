@@ -230,7 +230,7 @@ SELECT is_empty(
 -- Lost by a restore into a new cluster or pg_upgrade; see sql/schema/0004.
 SELECT results_eq(
     $$
-        SELECT p.proname::text FROM pg_catalog.pg_proc AS p
+        SELECT p.proname::text COLLATE "default" FROM pg_catalog.pg_proc AS p
         WHERE p.oid IN (
             'pg_catalog.arraycontains(anyarray, anyarray)'::regprocedure,
             'pg_catalog.jsonb_contains(jsonb, jsonb)'::regprocedure,
