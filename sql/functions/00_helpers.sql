@@ -107,6 +107,10 @@ EXCEPTION
         RAISE EXCEPTION USING
             ERRCODE = 'CKJSN',
             MESSAGE = 'The request body is not valid JSON.';
+    WHEN statement_too_complex THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'CKJSN',
+            MESSAGE = 'The request body is nested too deeply to parse.';
 END
 $$;
 
@@ -168,7 +172,8 @@ BEGIN
     IF p_value ~ '^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}(:\d{2}(\.\d{1,6})?)?([Zz]|[+-]\d{2}:\d{2})$' THEN
         BEGIN
             RETURN p_value::timestamptz;
-        EXCEPTION WHEN datetime_field_overflow OR invalid_datetime_format THEN
+        EXCEPTION WHEN datetime_field_overflow OR invalid_datetime_format
+            OR invalid_time_zone_displacement_value THEN  -- an offset past ±15:59
             NULL;  -- falls through to the validation error
         END;
     END IF;
