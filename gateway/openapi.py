@@ -22,6 +22,18 @@ def _string(lo: int, hi: int, **more) -> dict:
 UUID = {"type": "string", "format": "uuid"}
 TIME = {"type": "string", "format": "date-time", "description": "RFC 3339, UTC"}
 METADATA = {"type": "object", "description": "A JSON object of at most 16 KiB."}
+# A point in time given in a query: RFC 3339 as far as PostgreSQL's timestamptz reaches (years
+# 0001-9999, offsets within ±15:59, microseconds).
+_RFC3339_IN_RANGE = (
+    "RFC 3339 with a time zone (a year from 0001 to 9999, at most 6 fractional digits, "
+    "an offset within ±15:59)"
+)
+TIME_PARAMETER = {
+    "type": "string",
+    "format": "date-time",
+    "pattern": r"^(?:000[1-9]|00[1-9]\d|0[1-9]\d\d|[1-9]\d{3})-\d\d-\d\d[Tt]\d\d:\d\d:\d\d(?:\.\d{1,6})?"
+    r"(?:[Zz]|[+-](?:0\d|1[0-5]):[0-5]\d)$",
+}
 
 SCHEMAS = {
     "CardInput": {
@@ -150,6 +162,7 @@ SCHEMAS = {
     },
     "BatchRequest": {
         "type": "object",
+        "additionalProperties": False,
         "required": ["cards"],
         "properties": {
             "cards": {"type": "array", "minItems": 1, "maxItems": 1000, "items": _ref("schemas", "CardInput")}
@@ -178,6 +191,7 @@ SCHEMAS = {
     },
     "RetrieveRequest": {
         "type": "object",
+        "additionalProperties": False,
         "required": ["ids"],
         "properties": {"ids": {"type": "array", "minItems": 1, "maxItems": 1000, "items": UUID}},
     },
@@ -191,6 +205,7 @@ SCHEMAS = {
     },
     "UsageRequest": {
         "type": "object",
+        "additionalProperties": False,
         "required": ["workflow_id", "run_id"],
         "properties": {"workflow_id": _string(1, 255), "run_id": _string(1, 255), "metadata": METADATA},
     },
@@ -268,7 +283,12 @@ PARAMETERS = {
         "answer byte for byte (with `Idempotent-Replayed: true`); with a different body it is a 422 "
         "idempotency-key-reused; while the first request runs, the second waits a bounded time, then replays "
         "or gets 409 idempotency-key-in-use. Only committed successes are stored.",
-        "schema": _string(1, 257),
+        # 1-255 printable ASCII, bare (no leading or trailing space: HTTP trims those, and `""` is
+        # empty once unquoted) or within one pair of quotes.
+        "schema": {
+            "type": "string",
+            "pattern": '^(?:[!-~]|[!#-~][!-~]|"[!#-~]|[!-~][ -~]{1,253}[!-~]|"[ -~]{1,255}")$',
+        },
     },
     "CardId": {
         "name": "id",
@@ -324,14 +344,14 @@ PARAMETERS = {
     "From": {
         "name": "from",
         "in": "query",
-        "description": "RFC 3339 with a time zone; default: `to` minus 24 hours (hour) or 30 days (day).",
-        "schema": {"type": "string", "format": "date-time"},
+        "description": f"{_RFC3339_IN_RANGE}; default: `to` minus 24 hours (hour) or 30 days (day).",
+        "schema": TIME_PARAMETER,
     },
     "To": {
         "name": "to",
         "in": "query",
-        "description": "RFC 3339 with a time zone, exclusive; default: now. At most 1000 buckets.",
-        "schema": {"type": "string", "format": "date-time"},
+        "description": f"{_RFC3339_IN_RANGE}, exclusive; default: now. At most 1000 buckets.",
+        "schema": TIME_PARAMETER,
     },
     "Bucket": {
         "name": "bucket",
@@ -394,14 +414,99 @@ def _problems(*slugs: str) -> dict:
     return by_status
 
 
-def _ok(description: str, schema: str | None, media: str = "application/json", **headers) -> dict:
+def _ok(
+    description: str,
+    schema: str | None,
+    media: str = "application/json",
+    links: dict | None = None,
+    **headers,
+) -> dict:
     response = {
         "description": description,
         "headers": {"X-Trace-ID": _ref("headers", "X-Trace-ID"), **headers},
     }
     if schema is not None:
         response["content"] = {media: {"schema": _ref("schemas", schema)}}
+    if links:
+        response["links"] = links
     return response
+
+
+# --- links: what a client can do next with the answer it holds (they drive stateful tests too) ---
+
+
+def _link(op_id: str, description: str, parameters: dict | None = None, body: object = None) -> dict:
+    link: dict = {"operationId": op_id, "description": description}
+    if parameters:
+        link["parameters"] = parameters
+    if body is not None:
+        link["requestBody"] = body
+    return link
+
+
+def _card_links(card_id: str, etag: str = "*") -> dict:
+    """The operations on one card, given the runtime expression of its id (and of its ETag)."""
+    card = {"path.id": card_id}
+    return {
+        "GetCard": _link("getCard", "Read the card.", card),
+        "UpdateCard": _link(
+            "updateCard", "Change the card, guarded by its ETag.", card | {"header.If-Match": etag}
+        ),
+        "DeleteCard": _link("deleteCard", "Delete the card.", card),
+        "RestoreCard": _link("restoreCard", "Restore the card (a live one is answered as it is).", card),
+        "TrackUsage": _link("trackUsage", "Report that a run used the card.", card),
+        "CardUsageHistory": _link("cardUsageHistory", "The runs that used the card.", card),
+        "RetrieveCards": _link("retrieveCards", "Fetch the card by id.", body={"ids": [card_id]}),
+    }
+
+
+_FIRST_CARD = "$response.body#/cards/0/id"
+_THIS_CARD = _card_links("$response.body#/id", "$response.header.ETag")
+_BATCH_LINKS = _card_links(_FIRST_CARD) | {
+    "ReplayBatch": _link(
+        "createCards",
+        "The same request with the same Idempotency-Key: its stored answer, replayed.",
+        {"header.Idempotency-Key": "$request.header.Idempotency-Key"},
+        "$request.body",
+    )
+}
+_DELETED_LINKS = {
+    "GetDeletedCard": _link("getCard", "A deleted card is not found.", {"path.id": "$request.path.id"}),
+    "RestoreCard": _link("restoreCard", "Bring the card back.", {"path.id": "$request.path.id"}),
+}
+_USAGE_LINKS = _card_links("$response.body#/card_id") | {
+    "RepeatUsage": _link(
+        "trackUsage",
+        "The same report again: deduplicated.",
+        {"path.id": "$request.path.id"},
+        {"workflow_id": "$request.body#/workflow_id", "run_id": "$request.body#/run_id"},
+    )
+}
+_LIST_LINKS = {
+    "GetCard": _link("getCard", "Read the first card of the page.", {"path.id": _FIRST_CARD}),
+    "NextPage": _link(
+        "listCards",
+        "The next page, with the same filters.",
+        {
+            **{
+                f"query.{name}": f"$request.query.{name}"
+                for name in ("kind", "tag", "contains", "q", "limit")
+            },
+            "query.cursor": "$response.body#/next_cursor",
+        },
+    ),
+}
+_USAGE_PAGE_LINKS = {
+    "NextPage": _link(
+        "cardUsageHistory",
+        "The next page.",
+        {
+            "path.id": "$request.path.id",
+            "query.limit": "$request.query.limit",
+            "query.cursor": "$response.body#/next_cursor",
+        },
+    )
+}
 
 
 _API_ERRORS = ("unauthorized", "forbidden", "internal-error", "service-unavailable", "gateway-timeout")
@@ -457,6 +562,7 @@ PATHS = {
             "201": _ok(
                 "The batch committed, or its stored answer is replayed.",
                 "BatchResponse",
+                links=_BATCH_LINKS,
                 **{"Idempotent-Replayed": _ref("headers", "Idempotent-Replayed")},
             )
         },
@@ -471,7 +577,11 @@ PATHS = {
         "Cards come in the order of their first appearance in `ids`, each once. An id that does not "
         "exist, is deleted or belongs to another tenant is listed in `missing`. A malformed UUID is a 422 "
         "with its index.",
-        {"200": _ok("The cards found, and the ids not found.", "RetrieveResponse")},
+        {
+            "200": _ok(
+                "The cards found, and the ids not found.", "RetrieveResponse", links=_card_links(_FIRST_CARD)
+            )
+        },
         request="RetrieveRequest",
     ),
     "/api/v1/cards": _api(
@@ -483,7 +593,7 @@ PATHS = {
         "`metadata` containing `contains`, `q` matching the full text. Each filter is served by an index. "
         "A bad value (limit 0 or 201, contains that is not a JSON object, a forged cursor or one issued "
         "for other filters) or a parameter this route does not define is a 422 naming it.",
-        {"200": _ok("One page of cards.", "CardPage")},
+        {"200": _ok("One page of cards.", "CardPage", links=_LIST_LINKS)},
         params=("Kind", "Tag", "Contains", "Q", "Limit", "Cursor"),
         errors=("validation-error",),
     ),
@@ -492,7 +602,7 @@ PATHS = {
         "getCard",
         "Read one card",
         "The live card with this id and its `ETag`. Unknown, deleted and foreign ids are 404 alike.",
-        {"200": _ok("The card.", "Card", ETag=_ref("headers", "ETag"))},
+        {"200": _ok("The card.", "Card", links=_THIS_CARD, ETag=_ref("headers", "ETag"))},
         params=("CardId",),
         errors=("not-found", "validation-error"),
     )
@@ -505,7 +615,14 @@ PATHS = {
         "card: 409 duplicate-card if another live card has that content. A body that changes nothing "
         "answers the card as it is, with the same ETag. The body is `application/json`; "
         "`application/merge-patch+json` is refused (415), for this is not RFC 7396 merge patch.",
-        {"200": _ok("The card as changed, and its new ETag.", "Card", ETag=_ref("headers", "ETag"))},
+        {
+            "200": _ok(
+                "The card as changed, and its new ETag.",
+                "Card",
+                links=_THIS_CARD,
+                ETag=_ref("headers", "ETag"),
+            )
+        },
         request="CardPatch",
         params=("CardId", "IfMatch"),
         errors=("not-found", "duplicate-card", "precondition-failed", "precondition-required"),
@@ -520,6 +637,7 @@ PATHS = {
             "204": {
                 "description": "Deleted. No body.",
                 "headers": {"X-Trace-ID": _ref("headers", "X-Trace-ID")},
+                "links": _DELETED_LINKS,
             }
         },
         params=("CardId",),
@@ -532,7 +650,7 @@ PATHS = {
         "Brings a deleted card back, with a new ETag; a live card is answered as it is. 409 duplicate-card "
         "when a live card with the same content exists now (the card stays deleted). No body is needed; "
         "one sent is ignored.",
-        {"200": _ok("The card, live, and its ETag.", "Card", ETag=_ref("headers", "ETag"))},
+        {"200": _ok("The card, live, and its ETag.", "Card", links=_THIS_CARD, ETag=_ref("headers", "ETag"))},
         params=("CardId",),
         errors=("not-found", "duplicate-card", "validation-error"),
     ),
@@ -542,7 +660,7 @@ PATHS = {
         "Record that a workflow run used a card",
         "The first report for a (card, workflow_id, run_id) adds one to `usage_count`; a repeat answers "
         "`deduplicated: true` and changes nothing.",
-        {"200": _ok("The usage is recorded (or was already).", "UsageResponse")},
+        {"200": _ok("The usage is recorded (or was already).", "UsageResponse", links=_USAGE_LINKS)},
         request="UsageRequest",
         params=("CardId",),
         errors=("not-found",),
@@ -553,7 +671,7 @@ PATHS = {
         "The runs that used a card",
         "The usage events of a live card, newest first, one page at a time. Events older than the "
         "retention window (90 days unless configured) are gone; `usage_count` still counts them.",
-        {"200": _ok("One page of usage events.", "UsagePage")},
+        {"200": _ok("One page of usage events.", "UsagePage", links=_USAGE_PAGE_LINKS)},
         params=("CardId", "Limit", "Cursor"),
         errors=("not-found", "validation-error"),
     ),
@@ -638,7 +756,8 @@ SPEC = {
         "`application/problem+json`; any route answers 404 `not-found` when it does not exist and 405 "
         "`method-not-allowed` (with `Allow`) for a method it does not accept. The card lifecycle routes "
         "(`GET`/`PATCH`/`DELETE /api/v1/cards/{id}`, `…/restore`, the listing, usage history and summary) "
-        "answer 422 validation-error naming any query parameter they do not define, or one given twice.",
+        "answer 422 validation-error naming any query parameter they do not define, one given twice, or one "
+        "holding NUL (`%00`).",
     },
     "servers": [{"url": "/"}],
     "tags": [{"name": "cards"}, {"name": "operations"}],

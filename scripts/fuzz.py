@@ -1,0 +1,237 @@
+"""`make fuzz`: Schemathesis against the served /openapi.json of a real gateway on a real database.
+
+    .venv/bin/python -m scripts.fuzz [--examples 150] [--seed N] [--no-report] [--keep]
+
+Starts its own stack (scripts/stack.py: cluster `.data/fuzz-pg` on port 54395, migrated, a tenant and
+API key, the gateway on 127.0.0.1:18395), runs `schemathesis run` with scripts/fuzz.toml (every phase:
+examples, coverage, fuzzing, stateful over the spec's links; every check, plus ours in
+scripts/fuzz_hooks.py), stops the stack, and writes the figures into docs/FUZZING.md between its
+result markers. Exits non-zero if Schemathesis found a failure, any response was a 5xx, the gateway
+logged an unexpected error, or fewer than 1,000 cases ran.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import collections
+import json
+import random
+import re
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from gateway.openapi import SPEC
+from scripts.stack import ROOT, Stack
+
+CONFIG = ROOT / "scripts" / "fuzz.toml"
+REPORT = ROOT / "docs" / "FUZZING.md"
+BEGIN, END = "<!-- fuzz-results:begin -->", "<!-- fuzz-results:end -->"
+MIN_CASES = 1000
+
+
+def schemathesis_command(url: str, api_key: str, examples: int, seed: int, reports: Path) -> list[str]:
+    """The `schemathesis run` both `make fuzz` and the short run in tests/test_fuzz.py use."""
+    return [
+        *(sys.executable, "-m", "schemathesis.cli", "--config-file", str(CONFIG), "--no-color", "run"),
+        f"{url}/openapi.json",
+        *("--header", f"Authorization: Bearer {api_key}"),
+        *("--max-examples", str(examples), "--seed", str(seed)),
+        *("--report", "ndjson,json,junit", "--report-dir", str(reports)),
+    ]
+
+
+@dataclass
+class Summary:
+    """What one run did, read from Schemathesis's NDJSON events and JSON report."""
+
+    cases: int = 0
+    by_operation: dict[str, collections.Counter] = field(default_factory=dict)
+    by_phase: collections.Counter = field(default_factory=collections.Counter)
+    statuses: collections.Counter = field(default_factory=collections.Counter)
+    server_errors: list[str] = field(default_factory=list)
+    links: collections.Counter = field(default_factory=collections.Counter)  # transition → times
+    checks: collections.Counter = field(default_factory=collections.Counter)  # (check, status) → n
+    failures: list[dict] = field(default_factory=list)
+    exit_code: int | None = None
+    running_time: float = 0.0
+    version: str = ""
+
+
+def _operation(method: str, path: str, documented: set[str]) -> str:
+    label = f"{method} {path}"
+    return label if label in documented else "an undocumented method (405 expected)"
+
+
+def summarize(reports: Path, spec: dict) -> Summary:
+    documented = {f"{m.upper()} {p}" for p, item in spec["paths"].items() for m in item}
+    summary = Summary()
+    ndjson = max(reports.glob("ndjson-*.ndjson"))
+    with open(ndjson) as events:
+        for line in events:
+            event = json.loads(line)
+            finished = event.get("ScenarioFinished")
+            if finished is None:
+                continue
+            recorder, phase = finished["recorder"], finished["phase"]
+            for case_id, interaction in recorder.get("interactions", {}).items():
+                node = recorder["cases"][case_id]
+                case = node["value"]
+                mode = case.get("meta", {}).get("generation", {}).get("mode", "?")
+                status = (interaction.get("response") or {}).get("status_code")
+                operation = _operation(case["method"], case["path"], documented)
+                counter = summary.by_operation.setdefault(operation, collections.Counter())
+                counter.update(["cases", phase, mode, f"{status // 100}xx" if status else "no answer"])
+                summary.by_phase[phase] += 1
+                summary.statuses[status] += 1
+                summary.cases += 1
+                if status is None or status >= 500:
+                    summary.server_errors.append(_describe(interaction))
+                if node.get("transition"):
+                    transition = node["transition"]
+                    summary.links[(transition["id"], transition.get("is_inferred", False))] += 1
+            for results in recorder.get("checks", {}).values():
+                summary.checks.update((check["name"], check["status"]) for check in results)
+    report = json.loads(max(reports.glob("json-*.json")).read_text())
+    summary.failures = report.get("failures", [])
+    summary.exit_code = report.get("exit_code")
+    summary.running_time = report.get("running_time", 0.0)
+    summary.version = report.get("schemathesis_version", "")
+    return summary
+
+
+def _describe(interaction: dict) -> str:
+    request, response = interaction["request"], interaction.get("response") or {}
+    body = base64.b64decode((response.get("content") or {}).get("$base64", "")).decode(errors="replace")
+    return f"{request['method']} {request['uri']} → {response.get('status_code')} {body[:300]}"
+
+
+def unexpected_errors(gateway_log: Path) -> int:
+    """Tracebacks the gateway logged as `unexpected error` (each one answered 500)."""
+    if not gateway_log.exists():
+        return 0
+    return sum(
+        '"msg":"unexpected error"' in line for line in gateway_log.read_text(errors="replace").splitlines()
+    )
+
+
+def render(
+    summary: Summary, *, seed: int, examples: int, started: datetime, wall_s: float, logged: int
+) -> str:
+    ok = summary.exit_code == 0 and not summary.server_errors and not logged and summary.cases >= MIN_CASES
+    lines = [
+        BEGIN,
+        "",
+        f"## Last run: {started:%Y-%m-%d %H:%M} UTC — {'PASS' if ok else 'FAIL'}",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| command | `make fuzz` (`python -m scripts.fuzz --examples {examples} --seed {seed}`) |",
+        f"| Schemathesis | {summary.version}, config `scripts/fuzz.toml`, every phase, every check |",
+        f"| seed | {seed} (rerun exactly: `make fuzz FUZZ_SEED={seed}`) |",
+        f"| max examples | {examples} per operation and phase |",
+        f"| duration | {wall_s:.0f} s in all ({summary.running_time:.0f} s of testing) |",
+        f"| cases tried | **{summary.cases}** requests, each checked |",
+        f"| by phase | {', '.join(f'{p} {n}' for p, n in sorted(summary.by_phase.items()))} |",
+        f"| 5xx answers | **{len(summary.server_errors)}** |",
+        f"| unexpected errors in the gateway log | **{logged}** |",
+        f"| failures reported by Schemathesis | **{sum(f.get('count', 1) for f in summary.failures)}** |",
+        f"| API links followed | {len(summary.links)} distinct ({sum(summary.links.values())} times) |",
+        "",
+        "Cases per operation (positive = generated to be valid, negative = to be invalid):",
+        "",
+        "| operation | cases | coverage | fuzzing | stateful | positive | negative | 2xx | 4xx | 5xx |",
+        "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
+    ]
+    for operation, c in sorted(summary.by_operation.items(), key=lambda item: (item[0][0] == "a", item[0])):
+        row = [c["cases"], c["coverage"], c["fuzzing"], c["stateful"], c["positive"], c["negative"]]
+        row += [c["2xx"], c["4xx"], c["5xx"]]
+        lines.append(f"| `{operation}` | " + " | ".join(str(n) for n in row) + " |")
+    lines += ["", "Statuses answered:", ""]
+    lines.append(", ".join(f"{status}: {n}" for status, n in sorted(summary.statuses.items(), key=str)))
+    lines += ["", "Checks run (passed / failed):", "", "| check | passed | failed |", "|---|--:|--:|"]
+    names = sorted({name for name, _ in summary.checks})
+    for name in names:
+        lines.append(
+            f"| `{name}` | {summary.checks[(name, 'success')]} | {summary.checks[(name, 'failure')]} |"
+        )
+    lines += ["", "Links followed in the stateful phase (★ = inferred by Schemathesis, not in the spec):", ""]
+    for (link, inferred), n in sorted(summary.links.items()):
+        lines.append(f"- {link}{' ★' if inferred else ''}: {n}")
+    lines += ["", "Failures:", ""]
+    if summary.failures:
+        for failure in summary.failures:
+            where = ", ".join(failure.get("operations", []))
+            lines.append(f"- {failure['code']} {failure['title']} ×{failure.get('count', 1)}: {where}")
+    else:
+        lines.append("- none")
+    for error in summary.server_errors[:20]:
+        lines.append(f"- 5xx: `{error}`")
+    lines += ["", END]
+    return "\n".join(lines)
+
+
+def write_report(section: str) -> None:
+    text = REPORT.read_text() if REPORT.exists() else "# Fuzzing\n"
+    if BEGIN in text and END in text:
+        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) :]
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    REPORT.write_text(text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--examples", type=int, default=150, help="max examples per operation and phase")
+    parser.add_argument("--seed", type=int, default=None, help="default: a random one, printed and recorded")
+    parser.add_argument("--pg-dir", type=Path, default=ROOT / ".data" / "fuzz-pg")
+    parser.add_argument("--pg-port", type=int, default=54395)
+    parser.add_argument("--gw-port", type=int, default=18395)
+    parser.add_argument("--work", type=Path, default=ROOT / ".data" / "fuzz")
+    parser.add_argument("--no-report", action="store_true", help="do not rewrite docs/FUZZING.md")
+    parser.add_argument("--keep", action="store_true", help="keep the cluster's files (stopped) at the end")
+    args = parser.parse_args(argv)
+    seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
+    reports = args.work / "reports"
+    for old in reports.glob("*"):
+        old.unlink()
+    started, t0 = datetime.now(UTC), time.monotonic()
+    print(f"fuzz: seed {seed}, {args.examples} examples per operation and phase", flush=True)
+    with Stack(args.pg_dir, args.pg_port, "test", gateway_port=args.gw_port, work=args.work) as stack:
+        stack.gateway_log.write_text("")
+        command = schemathesis_command(stack.url, stack.api_key, args.examples, seed, reports)
+        with open(args.work / "schemathesis.log", "w") as log:
+            process = subprocess.Popen(
+                command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+            )
+            for line in process.stdout:
+                sys.stdout.write(line)
+                log.write(line)
+            process.wait()
+        logged = unexpected_errors(stack.gateway_log)
+    summary = summarize(reports, SPEC)
+    wall = time.monotonic() - t0
+    section = render(summary, seed=seed, examples=args.examples, started=started, wall_s=wall, logged=logged)
+    if not args.no_report:
+        write_report(section)
+    print(re.sub(r"\n{3,}", "\n\n", section.replace(BEGIN, "").replace(END, "")))
+    problems = []
+    if process.returncode != 0:
+        problems.append(f"schemathesis exited {process.returncode} (see {args.work / 'schemathesis.log'})")
+    if summary.server_errors or logged:
+        problems.append(f"{len(summary.server_errors)} 5xx answers, {logged} unexpected errors logged")
+    if summary.cases < MIN_CASES:
+        problems.append(f"only {summary.cases} cases ran (at least {MIN_CASES} wanted): raise --examples")
+    for problem in problems:
+        print(f"fuzz: FAIL: {problem}", file=sys.stderr)
+    return 1 if problems else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,126 @@
+"""Schemathesis hooks of our own, loaded by scripts/fuzz.toml (`hooks`) for `make fuzz` and the
+short fuzz run of `make test`: two checks and one generation hook.
+
+`positive_data_acceptance` (a request the spec allows must succeed) cannot know the rules that depend
+on state or that JSON Schema cannot say; it is replaced here by `schema_valid_request_accepted`, which
+lets a schema-valid request fail only for such a documented reason, named by its problem slug (and
+for a validation error, by every error's field and message). Anything else a schema-valid request is
+refused for means the spec is looser than the server: a spec defect.
+
+`trace_id_echoed`: every response carries X-Trace-ID, the request's when it was valid, and a problem's
+`trace_id` is that same value (../shared/API.md, Transport).
+
+`flatmap_headers`: a generated Idempotency-Key is short ("0", "A") and so is reused by most batches
+of a run, each with another body (422 idempotency-key-reused): few batches would ever be created and
+the stateful phase would seldom start from one. Like a real job, two requests in three make a valid
+key their own by appending a drawn UUID; the third keeps the key as drawn, so reuse, replays and the
+invalid keys of negative cases are still exercised.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+import schemathesis
+from hypothesis import strategies as st
+
+from gateway.openapi import PARAMETERS
+
+# Refusals of a schema-valid request that the spec documents but JSON Schema cannot express.
+# Each is keyed by problem slug; a validation error must consist of allowed (field, message) pairs.
+_STATEFUL_SLUGS = {
+    "not-found": "an id the spec allows but no live card of the tenant has",
+    "precondition-failed": "an If-Match naming a version that is not the current one",
+    "duplicate-card": "a change that would duplicate another live card",
+    "idempotency-key-in-use": "a key whose first request is still running",
+    "idempotency-key-reused": "a key used before with another body",
+}
+_VALIDATION_MESSAGES = [
+    # cursors are opaque: only the API's own, for the same query, are valid
+    ("cursor", re.compile(r"is not a cursor this API issued( for this query)?")),
+    # cross-parameter rules of the usage summary window
+    ("from", re.compile(r"must be before to")),
+    ("to", re.compile(r"the window spans more than 1000 buckets")),
+    # stated in the spec's descriptions: strings hold no NUL; sizes are of the serialised JSON
+    (None, re.compile(r"must not contain NUL \((\\u0000|%00)\)")),
+    ("content", re.compile(r"must be at most 256 KiB serialised")),
+    ("metadata", re.compile(r"must be at most 16 KiB serialised")),
+    # a `contains` object holding a \u0000 escape is refused as "not a JSON object" (known: docs/FUZZING.md)
+    ("contains", re.compile(r"must be a JSON object")),
+]
+_TRACE_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
+_IDEMPOTENCY_KEY = "Idempotency-Key"
+_VALID_KEY = re.compile(PARAMETERS["IdempotencyKey"]["schema"]["pattern"])
+
+
+def _problem(response) -> dict | None:
+    if not response.headers.get("content-type", [""])[0].startswith("application/problem+json"):
+        return None
+    try:
+        body = response.json()
+    except ValueError:
+        return None
+    return body if isinstance(body, dict) else None
+
+
+def _allowed_validation_error(error: dict, case) -> bool:
+    if error.get("field") == "contains":
+        sent = (case.query or {}).get("contains")
+        if "\\u0000" not in (sent if isinstance(sent, str) else json.dumps(sent)):
+            return False  # only the NUL case is known; any other object the spec allows must be accepted
+    return any(
+        (field is None or error.get("field") == field) and pattern.fullmatch(str(error.get("message", "")))
+        for field, pattern in _VALIDATION_MESSAGES
+    )
+
+
+@schemathesis.check
+def schema_valid_request_accepted(ctx, response, case) -> bool | None:
+    """A request generated as valid succeeds, or fails for a documented reason the schema cannot carry."""
+    meta = case.meta
+    if meta is None or not meta.generation.mode.is_positive or response.status_code < 400:
+        return None
+    if response.status_code >= 500:
+        return None  # not_a_server_error reports it
+    problem = _problem(response) or {}
+    slug = str(problem.get("type", "")).removeprefix("/problems/")
+    if slug in _STATEFUL_SLUGS and (slug != "not-found" or "{id}" in case.path):
+        return None
+    errors = problem.get("errors")
+    if slug == "validation-error" and errors and all(_allowed_validation_error(e, case) for e in errors):
+        return None
+    raise AssertionError(
+        f"A request the spec allows was refused with {response.status_code} {slug or '(not a problem)'}"
+        f" for a reason the spec does not give: {problem.get('detail')!r} {errors or ''}".rstrip()
+    )
+
+
+@schemathesis.check
+def trace_id_echoed(ctx, response, case) -> bool | None:
+    """Every response carries X-Trace-ID: the request's if valid; a problem's trace_id is the same."""
+    echoed = response.headers.get("x-trace-id")
+    if not echoed:
+        raise AssertionError("The response has no X-Trace-ID header")
+    echoed = echoed[0]
+    sent = {k.lower(): v for k, v in (case.headers or {}).items()}.get("x-trace-id")
+    if isinstance(sent, str) and _TRACE_ID.fullmatch(sent) and echoed != sent:
+        raise AssertionError(f"X-Trace-ID {sent!r} was sent, {echoed!r} came back")
+    if not _TRACE_ID.fullmatch(echoed):
+        raise AssertionError(f"X-Trace-ID {echoed!r} does not match [A-Za-z0-9._-]{{1,128}}")
+    problem = _problem(response)
+    if problem is not None and problem.get("trace_id") != echoed:
+        raise AssertionError(
+            f"The problem's trace_id {problem.get('trace_id')!r} is not X-Trace-ID {echoed!r}"
+        )
+    return None
+
+
+@schemathesis.hook
+def flatmap_headers(ctx, headers):
+    """Two valid Idempotency-Keys in three get a drawn UUID appended: mostly fresh keys, some reused."""
+    key = (headers or {}).get(_IDEMPOTENCY_KEY)
+    if not isinstance(key, str) or len(key) > 200 or not _VALID_KEY.search(key):
+        return st.just(headers)
+    fresh = st.uuids().map(lambda u: headers | {_IDEMPOTENCY_KEY: f"{key}-{u.hex}"})
+    return st.one_of(st.just(headers), fresh, fresh)

@@ -1,0 +1,200 @@
+"""Fuzzing from the spec: a short Schemathesis run against a real gateway process on the session's
+database (the same command as `make fuzz`, scripts/fuzz.py, with a small fixed budget and seed), and
+one regression test for each defect a fuzz run has found (docs/FUZZING.md lists them)."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+
+import pytest
+
+from gateway.openapi import PARAMETERS, PATHS, SCHEMAS, SPEC
+from scripts.fuzz import schemathesis_command, summarize, unexpected_errors
+
+from .conftest import ROOT, cards, create
+
+# The short run: every phase and check of scripts/fuzz.toml, a few examples each (≈800 cases, ≈20 s).
+SEED = 20261126
+EXAMPLES = 20
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def gateway_process(database, tmp_path):
+    """`python -m gateway` on the session's database, on a free loopback port; its log in a file."""
+    port, log_path = _free_port(), tmp_path / "gateway.log"
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL" and not k.startswith("CARDS_")}
+    # The fuzzer sends hundreds of unauthenticated requests from one address on purpose.
+    env |= {"DATABASE_URL": database, "PORT": str(port), "CARDS_AUTH_FAILURE_LIMIT": "0"}
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "gateway"], cwd=ROOT, env=env, stdout=log, stderr=log
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/ready", timeout=2):
+                    break
+            except OSError:
+                assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()
+                time.sleep(0.1)
+        yield url, log_path
+    finally:
+        process.terminate()
+        process.wait(timeout=40)
+
+
+def test_schemathesis_finds_no_defect_in_a_short_run(gateway_process, admin, tmp_path):
+    url, log = gateway_process
+    tenant = admin.tenant("fuzz")
+    reports = tmp_path / "reports"
+    command = schemathesis_command(url, tenant.key, EXAMPLES, SEED, reports)
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    summary = summarize(reports, SPEC)
+    assert result.returncode == 0, result.stdout[-30000:]
+    assert not summary.server_errors, summary.server_errors
+    assert unexpected_errors(log) == 0, log.read_text()[-10000:]
+    assert summary.cases >= 200
+    documented = {f"{m.upper()} {p}" for p, item in PATHS.items() for m in item} - {"GET /openapi.json"}
+    assert documented <= set(summary.by_operation), "every operation was tried (but the spec's own)"
+    assert {"coverage", "fuzzing", "stateful"} <= set(summary.by_phase)
+    assert any(not inferred for _, inferred in summary.links), "the stateful phase followed the spec's links"
+
+
+# --- the spec as a fuzzer reads it ---
+
+
+def test_every_link_names_an_operation_and_its_parameters():
+    operations = {op["operationId"]: op for item in PATHS.values() for op in item.values()}
+    links = 0
+    for item in PATHS.values():
+        for op in item.values():
+            for response in op["responses"].values():
+                for name, link in response.get("links", {}).items():
+                    links += 1
+                    target = operations[link["operationId"]]
+                    declared = {
+                        f"{p['in']}.{p['name']}"
+                        for p in (PARAMETERS[ref["$ref"].rsplit("/", 1)[1]] for ref in target["parameters"])
+                    }
+                    assert set(link.get("parameters", {})) <= declared, (op["operationId"], name)
+                    assert "requestBody" not in link or "requestBody" in target, (op["operationId"], name)
+    assert links >= 40
+
+
+# --- regressions: one per defect a fuzz run found (docs/FUZZING.md) ---
+
+
+@pytest.mark.parametrize("field", ["from", "to"])
+@pytest.mark.parametrize(
+    "value", ["0263-06-24T10:21:33.2+19:30", "2026-01-01T00:00:00-16:00", "0362-04-17T00:52:12.1160+17:25"]
+)
+async def test_a_time_offset_postgres_cannot_hold_is_422_not_500(client, tenant, field, value):
+    """Found by `make fuzz`: an RFC 3339 offset past ±15:59 raised SQLSTATE 22009, answered 500."""
+    response = await client.get("/api/v1/usage/summary", params={field: value}, headers=tenant.auth)
+    assert response.status == 422, await response.text()
+    problem = await response.json()
+    assert problem["type"] == "/problems/validation-error"
+    assert {"field": field, "message": "must be an RFC 3339 timestamp with a time zone"} in problem["errors"]
+
+
+@pytest.mark.parametrize(
+    ("value", "valid"),
+    [
+        ("2026-01-01T00:00:00Z", True),
+        ("2026-01-01t00:00:00.123456+15:59", True),
+        ("0001-01-01T00:00:00-15:59", True),
+        ("0000-01-01T00:00:00Z", False),
+        ("2026-01-01T00:00:00.1234567Z", False),
+        ("2026-01-01T00:00:00+16:00", False),
+        ("0263-06-24T10:21:33.2+19:30", False),
+    ],
+)
+async def test_the_spec_time_pattern_is_what_the_server_parses(client, tenant, value, valid):
+    """Found by `make fuzz`: `format: date-time` allowed times the server refuses (year 0, 7 fractional
+    digits, offsets past ±15:59); the spec's pattern now says which ones it takes."""
+    assert bool(re.search(PARAMETERS["From"]["schema"]["pattern"], value)) is valid
+    response = await client.get("/api/v1/usage/summary", params={"from": value}, headers=tenant.auth)
+    errors = (await response.json()).get("errors", [])
+    assert (not any(e["field"] == "from" for e in errors)) is valid, errors
+
+
+@pytest.mark.parametrize(
+    ("key", "valid"),
+    [
+        ("a", True),
+        ("onboarding-2026-11-26", True),
+        ('"quoted"', True),
+        ('"', True),
+        ('"a', True),
+        ('a"', True),
+        ('" "', True),
+        ("x" * 255, True),
+        ('"' + "y" * 255 + '"', True),
+        ("3(9\t*L(T", False),  # the fuzzer's: a tab is not printable
+        ('""', False),  # empty once unquoted
+        ("z" * 256, False),
+        ('"' + "w" * 256 + '"', False),
+    ],
+)
+async def test_the_spec_idempotency_key_pattern_is_what_the_server_takes(client, tenant, key, valid):
+    """Found by `make fuzz`: the spec allowed any 1-257 characters; the server takes 1-255 printable
+    ASCII, bare or quoted, and the pattern now says so."""
+    assert bool(re.search(PARAMETERS["IdempotencyKey"]["schema"]["pattern"], key)) is valid
+    body = cards(f"key {uuid.uuid4()}")
+    headers = tenant.auth | {"Idempotency-Key": key}
+    response = await client.post("/api/v1/cards/batch", json=body, headers=headers)
+    assert response.status == (201 if valid else 400), await response.text()
+
+
+@pytest.mark.parametrize(
+    ("schema", "route", "body"),
+    [
+        ("BatchRequest", "/api/v1/cards/batch", cards("extra") | {"note": 1}),
+        ("RetrieveRequest", "/api/v1/cards/retrieve", {"ids": [str(uuid.uuid4())], "note": 1}),
+        ("UsageRequest", "/api/v1/cards/{id}/usage", {"workflow_id": "w", "run_id": "r", "note": 1}),
+    ],
+)
+async def test_the_spec_refuses_unknown_body_fields_as_the_server_does(client, tenant, schema, route, body):
+    """Found by `make fuzz`: three request schemas allowed extra fields that the server refuses."""
+    assert SCHEMAS[schema]["additionalProperties"] is False
+    if "{id}" in route:
+        route = route.format(id=(await create(client, tenant, "used"))[0])
+    response = await client.post(route, json=body, headers=tenant.auth)
+    assert response.status == 422
+    assert {"field": "note", "message": "is not a known field"} in (await response.json())["errors"]
+
+
+async def test_a_listing_contains_object_holding_nul_is_a_validation_error(client, tenant):
+    """Found by `make fuzz`: a `contains` object with a \\u0000 escape is a 422 naming `contains`."""
+    params = {"contains": '{"a": "x\\u0000y"}'}
+    response = await client.get("/api/v1/cards", params=params, headers=tenant.auth)
+    assert response.status == 422
+    assert [e["field"] for e in (await response.json())["errors"]] == ["contains"]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="cards.list_cards (sql/functions/40_card_lifecycle.sql) cannot parse a contains object holding "
+    "\\u0000 (jsonb holds no NUL) and says 'must be a JSON object'; it should say 'must not contain NUL "
+    "(\\u0000)' as the body fields do",
+)
+async def test_a_listing_contains_object_holding_nul_is_named_as_nul(client, tenant):
+    params = {"contains": '{"a": "x\\u0000y"}'}
+    response = await client.get("/api/v1/cards", params=params, headers=tenant.auth)
+    errors = (await response.json())["errors"]
+    assert errors == [{"field": "contains", "message": "must not contain NUL (\\u0000)"}]
