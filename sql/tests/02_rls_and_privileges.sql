@@ -5,10 +5,6 @@ BEGIN;
 SELECT plan(39);
 
 -- Test-only helpers, rolled back with the transaction.
-CREATE FUNCTION pg_temp.remember(p_name text, p_value text) RETURNS text
-LANGUAGE sql AS $$ SELECT set_config('tap.' || p_name, p_value, TRUE) $$;
-CREATE FUNCTION pg_temp.id(p_name text) RETURNS uuid
-LANGUAGE sql STABLE AS $$ SELECT current_setting('tap.' || p_name)::uuid $$;
 -- How many rows the statement touched.
 CREATE FUNCTION pg_temp.row_count(p_sql text) RETURNS bigint
 LANGUAGE plpgsql AS $$
@@ -36,13 +32,13 @@ END
 $$;
 
 -- The documented surface (API.md, "SQL interface"; CONVENTIONS.md, "Trust model").
-SELECT pg_temp.remember(
+SELECT test.remember(
     'gateway_functions',
     'batch_create batch_create_request retrieve retrieve_request track_usage track_usage_request '
     || 'get_card list_cards update_card delete_card restore_card card_usage_history usage_summary '
     || 'authenticate_api_key schema_version'
 );
-SELECT pg_temp.remember(
+SELECT test.remember(
     'admin_functions',
     current_setting('tap.gateway_functions')
     || ' create_tenant create_api_key revoke_api_key set_tenant_active purge_expired_idempotency_keys'
@@ -340,16 +336,16 @@ SELECT throws_ok(
 
 -- Fixtures for the owner section: two tenants, each with a key, a card, a usage event
 -- and an idempotency key (created through the functions, as the admin role).
-SELECT pg_temp.remember('tenant_a', cards.create_tenant('Tenant A')::text);
-SELECT pg_temp.remember('tenant_b', cards.create_tenant('Tenant B')::text);
-SELECT cards.create_api_key(pg_temp.id('tenant_a'), 'key of A');
-SELECT cards.create_api_key(pg_temp.id('tenant_b'), 'key of B');
-SELECT pg_temp.remember('card_a', b.response -> 'cards' -> 0 ->> 'id')
-FROM cards.batch_create(pg_temp.id('tenant_a'), '[{"title": "A", "content": "a"}]', 'key-1') AS b;
-SELECT pg_temp.remember('card_b', b.response -> 'cards' -> 0 ->> 'id')
-FROM cards.batch_create(pg_temp.id('tenant_b'), '[{"title": "B", "content": "b"}]', 'key-1') AS b;
-SELECT cards.track_usage(pg_temp.id('tenant_a'), pg_temp.id('card_a'), 'wf', 'run-1');
-SELECT cards.track_usage(pg_temp.id('tenant_b'), pg_temp.id('card_b'), 'wf', 'run-1');
+SELECT test.remember('tenant_a', cards.create_tenant('Tenant A')::text);
+SELECT test.remember('tenant_b', cards.create_tenant('Tenant B')::text);
+SELECT cards.create_api_key(test.id('tenant_a'), 'key of A');
+SELECT cards.create_api_key(test.id('tenant_b'), 'key of B');
+SELECT test.remember('card_a', b.response -> 'cards' -> 0 ->> 'id')
+FROM cards.batch_create(test.id('tenant_a'), '[{"title": "A", "content": "a"}]', 'key-1') AS b;
+SELECT test.remember('card_b', b.response -> 'cards' -> 0 ->> 'id')
+FROM cards.batch_create(test.id('tenant_b'), '[{"title": "B", "content": "b"}]', 'key-1') AS b;
+SELECT cards.track_usage(test.id('tenant_a'), test.id('card_a'), 'wf', 'run-1');
+SELECT cards.track_usage(test.id('tenant_b'), test.id('card_b'), 'wf', 'run-1');
 
 RESET ROLE;
 
@@ -400,7 +396,7 @@ SELECT is_empty(
     'with no tenant set, the owner sees no row of any table'
 );
 
-SELECT pg_catalog.set_config('cards.tenant_id', pg_temp.id('tenant_a')::text, TRUE);
+SELECT pg_catalog.set_config('cards.tenant_id', test.id('tenant_a')::text, TRUE);
 
 SELECT set_eq(
     'SELECT DISTINCT tbl, tenant_id FROM tap_all_rows',
@@ -417,7 +413,7 @@ SELECT throws_ok(
     format(
         $$INSERT INTO cards.cards (tenant_id, kind, title, content, content_hash)
         VALUES (%L, 'note', 'smuggled', '1', sha256('x'))$$,
-        pg_temp.id('tenant_b')
+        test.id('tenant_b')
     ),
     '42501',
     'new row violates row-level security policy for table "cards"',
@@ -425,7 +421,7 @@ SELECT throws_ok(
 );
 
 SELECT throws_ok(
-    format($$UPDATE cards.cards SET tenant_id = %L$$, pg_temp.id('tenant_b')),
+    format($$UPDATE cards.cards SET tenant_id = %L$$, test.id('tenant_b')),
     '42501',
     'new row violates row-level security policy for table "cards"',
     'scoped to tenant A, the owner cannot move a card to tenant B'
@@ -433,7 +429,7 @@ SELECT throws_ok(
 
 SELECT is(
     pg_temp.row_count(
-        format($$UPDATE cards.cards SET title = 'overwritten' WHERE tenant_id = %L$$, pg_temp.id('tenant_b'))
+        format($$UPDATE cards.cards SET title = 'overwritten' WHERE tenant_id = %L$$, test.id('tenant_b'))
     ),
     0::bigint,
     'scoped to tenant A, the owner cannot update tenant B''s cards: it does not see them'
@@ -464,7 +460,7 @@ RESET ROLE;
 SELECT is(
     (
         SELECT c.title FROM cards.cards AS c
-        WHERE c.card_id = pg_temp.id('card_b')
+        WHERE c.card_id = test.id('card_b')
     ),
     'B',
     'tenant B''s card is untouched by everything tried under tenant A''s scope'

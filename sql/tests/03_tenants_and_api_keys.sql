@@ -5,30 +5,9 @@ BEGIN;
 SELECT plan(58);
 
 -- Test-only helpers, rolled back with the transaction.
-CREATE FUNCTION pg_temp.remember(p_name text, p_value text) RETURNS text
-LANGUAGE sql AS $$ SELECT set_config('tap.' || p_name, p_value, TRUE) $$;
 CREATE FUNCTION pg_temp.val(p_name text) RETURNS text
 LANGUAGE sql STABLE AS $$ SELECT current_setting('tap.' || p_name) $$;
-CREATE FUNCTION pg_temp.id(p_name text) RETURNS uuid
-LANGUAGE sql STABLE AS $$ SELECT current_setting('tap.' || p_name)::uuid $$;
 -- The DETAIL of the CKVAL error the statement raises (the problem's "errors").
-CREATE FUNCTION pg_temp.error_detail(p_sql text) RETURNS jsonb
-LANGUAGE plpgsql AS $$
-DECLARE
-    v_state text;
-    v_message text;
-    v_detail text;
-BEGIN
-    EXECUTE p_sql;
-    RETURN '"no error"';
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT, v_detail = PG_EXCEPTION_DETAIL;
-    IF v_state <> 'CKVAL' THEN
-        RETURN to_jsonb(v_state || ': ' || v_message);
-    END IF;
-    RETURN v_detail::jsonb;
-END
-$$;
 -- The tables of schema cards holding a row whose text contains p_needle (as superuser,
 -- which row-level security does not restrict).
 CREATE FUNCTION pg_temp.tables_containing(p_needle text) RETURNS SETOF text
@@ -53,21 +32,21 @@ $$;
 
 SET LOCAL ROLE cards_admin;
 
-SELECT pg_temp.remember('tenant_a', cards.create_tenant('Tenant A')::text);
-SELECT pg_temp.remember('tenant_b', cards.create_tenant('Tenant B')::text);
+SELECT test.remember('tenant_a', cards.create_tenant('Tenant A')::text);
+SELECT test.remember('tenant_b', cards.create_tenant('Tenant B')::text);
 
 RESET ROLE;
 
 SELECT is(
     (
         SELECT t.name FROM cards.tenants AS t
-        WHERE t.tenant_id = pg_temp.id('tenant_a') AND t.active
+        WHERE t.tenant_id = test.id('tenant_a') AND t.active
     ),
     'Tenant A',
     'create_tenant stores an active tenant with its name and returns its id'
 );
-SELECT isnt(pg_temp.id('tenant_a'), pg_temp.id('tenant_b'), 'each tenant gets its own id');
-SELECT pg_temp.remember('tenants_before', (SELECT count(*) FROM cards.tenants)::text);
+SELECT isnt(test.id('tenant_a'), test.id('tenant_b'), 'each tenant gets its own id');
+SELECT test.remember('tenants_before', (SELECT count(*) FROM cards.tenants)::text);
 
 SET LOCAL ROLE cards_admin;
 
@@ -78,17 +57,17 @@ SELECT throws_ok(
     'an empty tenant name is a validation error'
 );
 SELECT is(
-    pg_temp.error_detail($$SELECT cards.create_tenant('')$$),
+    test.error_detail($$SELECT cards.create_tenant('')$$),
     '[{"field": "name", "message": "must be 1 to 200 characters"}]',
     'the error names the field and the rule'
 );
 SELECT is(
-    pg_temp.error_detail(format('SELECT cards.create_tenant(%L)', repeat('n', 201))),
+    test.error_detail(format('SELECT cards.create_tenant(%L)', repeat('n', 201))),
     '[{"field": "name", "message": "must be 1 to 200 characters"}]',
     'a tenant name of 201 characters is a validation error'
 );
 SELECT is(
-    pg_temp.error_detail('SELECT cards.create_tenant(NULL)'),
+    test.error_detail('SELECT cards.create_tenant(NULL)'),
     '[{"field": "name", "message": "must be 1 to 200 characters"}]',
     'a NULL tenant name is a validation error'
 );
@@ -113,17 +92,17 @@ SELECT is(
 SET LOCAL ROLE cards_admin;
 
 SELECT
-    pg_temp.remember('key_a1', k.api_key) AS api_key,
-    pg_temp.remember('key_a1_id', k.key_id::text) AS key_id
-FROM cards.create_api_key(pg_temp.id('tenant_a'), 'first key of A') AS k;
+    test.remember('key_a1', k.api_key) AS api_key,
+    test.remember('key_a1_id', k.key_id::text) AS key_id
+FROM cards.create_api_key(test.id('tenant_a'), 'first key of A') AS k;
 SELECT
-    pg_temp.remember('key_a2', k.api_key) AS api_key,
-    pg_temp.remember('key_a2_id', k.key_id::text) AS key_id
-FROM cards.create_api_key(pg_temp.id('tenant_a')) AS k;
+    test.remember('key_a2', k.api_key) AS api_key,
+    test.remember('key_a2_id', k.key_id::text) AS key_id
+FROM cards.create_api_key(test.id('tenant_a')) AS k;
 SELECT
-    pg_temp.remember('key_b1', k.api_key) AS api_key,
-    pg_temp.remember('key_b1_id', k.key_id::text) AS key_id
-FROM cards.create_api_key(pg_temp.id('tenant_b'), 'key of B') AS k;
+    test.remember('key_b1', k.api_key) AS api_key,
+    test.remember('key_b1_id', k.key_id::text) AS key_id
+FROM cards.create_api_key(test.id('tenant_b'), 'key of B') AS k;
 
 SELECT matches(
     pg_temp.val('key_a1'),
@@ -155,8 +134,8 @@ SELECT throws_ok(
     'a key for a NULL tenant is refused as not found'
 );
 SELECT is(
-    pg_temp.error_detail(
-        format('SELECT * FROM cards.create_api_key(%L, %L)', pg_temp.id('tenant_a'), repeat('l', 201))
+    test.error_detail(
+        format('SELECT * FROM cards.create_api_key(%L, %L)', test.id('tenant_a'), repeat('l', 201))
     ),
     '[{"field": "label", "message": "must be at most 200 characters"}]',
     'a key label over 200 characters is a validation error'
@@ -206,10 +185,10 @@ SELECT is_empty(
 SET LOCAL ROLE cards_gateway;
 
 SELECT is(
-    cards.authenticate_api_key(pg_temp.val('key_a1')), pg_temp.id('tenant_a'), 'a live key authenticates as its tenant'
+    cards.authenticate_api_key(pg_temp.val('key_a1')), test.id('tenant_a'), 'a live key authenticates as its tenant'
 );
 SELECT is(
-    cards.authenticate_api_key(pg_temp.val('key_b1')), pg_temp.id('tenant_b'), 'tenant B''s key authenticates as B'
+    cards.authenticate_api_key(pg_temp.val('key_b1')), test.id('tenant_b'), 'tenant B''s key authenticates as B'
 );
 SELECT is(cards.authenticate_api_key(''), NULL, 'an empty key authenticates nobody');
 SELECT is(cards.authenticate_api_key('ck_'), NULL, 'a bare prefix authenticates nobody');
@@ -248,8 +227,8 @@ RESET ROLE;
 
 SET LOCAL ROLE cards_admin;
 
-SELECT is(cards.revoke_api_key(pg_temp.id('key_a1_id')), TRUE, 'revoking a live key answers true');
-SELECT is(cards.revoke_api_key(pg_temp.id('key_a1_id')), FALSE, 'revoking it again answers false');
+SELECT is(cards.revoke_api_key(test.id('key_a1_id')), TRUE, 'revoking a live key answers true');
+SELECT is(cards.revoke_api_key(test.id('key_a1_id')), FALSE, 'revoking it again answers false');
 SELECT is(cards.revoke_api_key(gen_random_uuid()), FALSE, 'revoking an unknown key answers false');
 SELECT is(cards.revoke_api_key(NULL), FALSE, 'revoking a NULL key id answers false');
 
@@ -257,10 +236,10 @@ SET LOCAL ROLE cards_gateway;
 
 SELECT is(cards.authenticate_api_key(pg_temp.val('key_a1')), NULL, 'a revoked key authenticates nobody');
 SELECT is(
-    cards.authenticate_api_key(pg_temp.val('key_a2')), pg_temp.id('tenant_a'), 'the tenant''s other key still works'
+    cards.authenticate_api_key(pg_temp.val('key_a2')), test.id('tenant_a'), 'the tenant''s other key still works'
 );
 SELECT is(
-    cards.authenticate_api_key(pg_temp.val('key_b1')), pg_temp.id('tenant_b'), 'another tenant''s key still works'
+    cards.authenticate_api_key(pg_temp.val('key_b1')), test.id('tenant_b'), 'another tenant''s key still works'
 );
 
 RESET ROLE;
@@ -268,7 +247,7 @@ RESET ROLE;
 SELECT ok(
     (
         SELECT k.revoked_at IS NOT NULL FROM cards.api_keys AS k
-        WHERE k.key_id = pg_temp.id('key_a1_id')
+        WHERE k.key_id = test.id('key_a1_id')
     ),
     'the revoked key stays, for audit, with its revocation time'
 );
@@ -278,17 +257,17 @@ SELECT ok(
 -- ---------------------------------------------------------------------------------
 
 SET LOCAL ROLE cards_gateway;
-SELECT pg_temp.remember('card_a', b.response -> 'cards' -> 0 ->> 'id')
-FROM cards.batch_create(pg_temp.id('tenant_a'), '[{"title": "A card", "content": "a"}]') AS b;
+SELECT test.remember('card_a', b.response -> 'cards' -> 0 ->> 'id')
+FROM cards.batch_create(test.id('tenant_a'), '[{"title": "A card", "content": "a"}]') AS b;
 
 SET LOCAL ROLE cards_admin;
-SELECT is(cards.set_tenant_active(pg_temp.id('tenant_a'), FALSE), TRUE, 'suspending an existing tenant answers true');
+SELECT is(cards.set_tenant_active(test.id('tenant_a'), FALSE), TRUE, 'suspending an existing tenant answers true');
 SELECT is(cards.set_tenant_active(gen_random_uuid(), FALSE), FALSE, 'suspending an unknown tenant answers false');
 
 SET LOCAL ROLE cards_gateway;
 
 SELECT throws_ok(
-    format($$SELECT * FROM cards.batch_create(%L, '[{"title": "t", "content": 1}]')$$, pg_temp.id('tenant_a')),
+    format($$SELECT * FROM cards.batch_create(%L, '[{"title": "t", "content": 1}]')$$, test.id('tenant_a')),
     'CKFBD',
     'The tenant is unknown or suspended.',
     'a suspended tenant cannot batch_create'
@@ -298,14 +277,14 @@ SELECT throws_ok(
         $$SELECT * FROM cards.batch_create_request(
             %L, convert_to('{"cards": [{"title": "t", "content": 1}]}', 'UTF8'), NULL
         )$$,
-        pg_temp.id('tenant_a')
+        test.id('tenant_a')
     ),
     'CKFBD',
     'The tenant is unknown or suspended.',
     'a suspended tenant cannot batch_create_request'
 );
 SELECT throws_ok(
-    format('SELECT cards.retrieve(%L, ARRAY[%L]::uuid[])', pg_temp.id('tenant_a'), pg_temp.id('card_a')),
+    format('SELECT cards.retrieve(%L, ARRAY[%L]::uuid[])', test.id('tenant_a'), test.id('card_a')),
     'CKFBD',
     'The tenant is unknown or suspended.',
     'a suspended tenant cannot retrieve, not even its own cards'
@@ -313,14 +292,14 @@ SELECT throws_ok(
 SELECT throws_ok(
     format(
         $$SELECT cards.retrieve_request(%L, convert_to(format('{"ids": ["%%s"]}', %L), 'UTF8'))$$,
-        pg_temp.id('tenant_a'), pg_temp.id('card_a')
+        test.id('tenant_a'), test.id('card_a')
     ),
     'CKFBD',
     'The tenant is unknown or suspended.',
     'a suspended tenant cannot retrieve_request'
 );
 SELECT throws_ok(
-    format($$SELECT cards.track_usage(%L, %L, 'wf', 'run')$$, pg_temp.id('tenant_a'), pg_temp.id('card_a')),
+    format($$SELECT cards.track_usage(%L, %L, 'wf', 'run')$$, test.id('tenant_a'), test.id('card_a')),
     'CKFBD',
     'The tenant is unknown or suspended.',
     'a suspended tenant cannot track_usage'
@@ -328,20 +307,20 @@ SELECT throws_ok(
 SELECT throws_ok(
     format(
         $$SELECT * FROM cards.track_usage_request(%L, %L, convert_to('{"workflow_id": "wf", "run_id": "r"}', 'UTF8'))$$,
-        pg_temp.id('tenant_a'), pg_temp.id('card_a')
+        test.id('tenant_a'), test.id('card_a')
     ),
     'CKFBD',
     'The tenant is unknown or suspended.',
     'a suspended tenant cannot track_usage_request'
 );
 SELECT throws_ok(
-    format($$SELECT * FROM cards.batch_create_request(%L, '\xff7b', NULL)$$, pg_temp.id('tenant_a')),
+    format($$SELECT * FROM cards.batch_create_request(%L, '\xff7b', NULL)$$, test.id('tenant_a')),
     'CKFBD',
     'The tenant is unknown or suspended.',
     'a suspended tenant is refused before its request body is read (batch)'
 );
 SELECT throws_ok(
-    format($$SELECT cards.retrieve_request(%L, convert_to('{"ids": [', 'UTF8'))$$, pg_temp.id('tenant_a')),
+    format($$SELECT cards.retrieve_request(%L, convert_to('{"ids": [', 'UTF8'))$$, test.id('tenant_a')),
     'CKFBD',
     'The tenant is unknown or suspended.',
     'a suspended tenant is refused before its request body is read (retrieve)'
@@ -349,7 +328,7 @@ SELECT throws_ok(
 SELECT throws_ok(
     format(
         $$SELECT * FROM cards.track_usage_request(%L, %L, convert_to('not json', 'UTF8'))$$,
-        pg_temp.id('tenant_a'), pg_temp.id('card_a')
+        test.id('tenant_a'), test.id('card_a')
     ),
     'CKFBD',
     'The tenant is unknown or suspended.',
@@ -358,7 +337,7 @@ SELECT throws_ok(
 SELECT is(
     (
         SELECT b.response::jsonb -> 'created' FROM cards.batch_create(
-            pg_temp.id('tenant_b'), '[{"title": "t", "content": 1}]'
+            test.id('tenant_b'), '[{"title": "t", "content": 1}]'
         ) AS b
     ),
     '1',
@@ -366,18 +345,18 @@ SELECT is(
 );
 
 SET LOCAL ROLE cards_admin;
-SELECT is(cards.set_tenant_active(pg_temp.id('tenant_a'), TRUE), TRUE, 'reactivating the tenant answers true');
+SELECT is(cards.set_tenant_active(test.id('tenant_a'), TRUE), TRUE, 'reactivating the tenant answers true');
 
 SET LOCAL ROLE cards_gateway;
 SELECT is(
-    cards.retrieve(pg_temp.id('tenant_a'), ARRAY[pg_temp.id('card_a')])::jsonb -> 'cards' -> 0 ->> 'id',
+    cards.retrieve(test.id('tenant_a'), ARRAY[test.id('card_a')])::jsonb -> 'cards' -> 0 ->> 'id',
     pg_temp.val('card_a'),
     'a reactivated tenant is served again, its cards intact'
 );
 SELECT is(
     (
         SELECT b.response::jsonb -> 'created' FROM cards.batch_create(
-            pg_temp.id('tenant_a'), '[{"title": "after", "content": 2}]'
+            test.id('tenant_a'), '[{"title": "after", "content": 2}]'
         ) AS b
     ),
     '1',
@@ -395,13 +374,13 @@ SELECT throws_ok(
     'an unknown tenant cannot batch_create'
 );
 SELECT throws_ok(
-    format('SELECT cards.retrieve(%L, ARRAY[%L]::uuid[])', gen_random_uuid(), pg_temp.id('card_a')),
+    format('SELECT cards.retrieve(%L, ARRAY[%L]::uuid[])', gen_random_uuid(), test.id('card_a')),
     'CKFBD',
     'The tenant is unknown or suspended.',
     'an unknown tenant cannot retrieve'
 );
 SELECT throws_ok(
-    format($$SELECT cards.track_usage(%L, %L, 'wf', 'run')$$, gen_random_uuid(), pg_temp.id('card_a')),
+    format($$SELECT cards.track_usage(%L, %L, 'wf', 'run')$$, gen_random_uuid(), test.id('card_a')),
     'CKFBD',
     'The tenant is unknown or suspended.',
     'an unknown tenant cannot track_usage'
@@ -418,7 +397,7 @@ RESET ROLE;
 SELECT is(
     (
         SELECT count(*) FROM cards.cards AS c
-        WHERE c.tenant_id = pg_temp.id('tenant_a')
+        WHERE c.tenant_id = test.id('tenant_a')
     ),
     2::bigint,
     'the refused requests wrote no card'

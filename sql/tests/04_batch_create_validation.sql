@@ -7,33 +7,10 @@ SET LOCAL client_min_messages = warning;
 SELECT plan(56);
 
 -- Test-only helpers, rolled back with the transaction.
-CREATE FUNCTION pg_temp.remember(p_name text, p_value text) RETURNS text
-LANGUAGE sql AS $$ SELECT set_config('tap.' || p_name, p_value, TRUE) $$;
-CREATE FUNCTION pg_temp.id(p_name text) RETURNS uuid
-LANGUAGE sql STABLE AS $$ SELECT current_setting('tap.' || p_name)::uuid $$;
--- The DETAIL of the CKVAL error the statement raises (the problem's "errors"), the
--- string "no error" when it succeeds, or "SQLSTATE: message" for any other error.
-CREATE FUNCTION pg_temp.error_detail(p_sql text) RETURNS jsonb
-LANGUAGE plpgsql AS $$
-DECLARE
-    v_state text;
-    v_message text;
-    v_detail text;
-BEGIN
-    EXECUTE p_sql;
-    RETURN '"no error"';
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT, v_detail = PG_EXCEPTION_DETAIL;
-    IF v_state <> 'CKVAL' THEN
-        RETURN to_jsonb(v_state || ': ' || v_message);
-    END IF;
-    RETURN v_detail::jsonb;
-END
-$$;
 -- The errors tenant A's batch_create reports for p_cards ("no error" if it succeeds).
 CREATE FUNCTION pg_temp.batch_errors(p_cards jsonb) RETURNS jsonb
 LANGUAGE sql AS $$
-    SELECT pg_temp.error_detail(
+    SELECT test.error_detail(
         format('SELECT * FROM cards.batch_create(%L, %L)', current_setting('tap.tenant_a'), p_cards)
     )
 $$;
@@ -47,7 +24,7 @@ LANGUAGE sql SECURITY DEFINER AS $$
     SELECT count(*) FROM cards.cards AS c WHERE c.tenant_id = current_setting('tap.tenant_a')::uuid
 $$;
 
-SELECT pg_temp.remember('tenant_a', cards.create_tenant('Tenant A')::text);
+SELECT test.remember('tenant_a', cards.create_tenant('Tenant A')::text);
 
 -- ---------------------------------------------------------------------------------
 -- Persona: tenant A, through the gateway role — one rule at a time
@@ -311,7 +288,7 @@ SELECT is(
     (
         SELECT b.response::jsonb -> 'created'
         FROM cards.batch_create(
-            pg_temp.id('tenant_a'),
+            test.id('tenant_a'),
             (
                 SELECT jsonb_agg(jsonb_build_object('title', 'bulk ' || g, 'content', g))
                 FROM generate_series(1, 1000) AS g
@@ -326,8 +303,8 @@ SELECT is(
 -- Persona: tenant A — every error of every item, together, and nothing written
 -- ---------------------------------------------------------------------------------
 
-SELECT pg_temp.remember('count_before', pg_temp.cards_of_a()::text);
-SELECT pg_temp.remember(
+SELECT test.remember('count_before', pg_temp.cards_of_a()::text);
+SELECT test.remember(
     'bad_batch',
     $$[
         {"title": "valid 1", "content": "v1"},
@@ -341,7 +318,7 @@ SELECT pg_temp.remember(
 );
 
 SELECT throws_ok(
-    format('SELECT * FROM cards.batch_create(%L, %L)', pg_temp.id('tenant_a'), current_setting('tap.bad_batch')),
+    format('SELECT * FROM cards.batch_create(%L, %L)', test.id('tenant_a'), current_setting('tap.bad_batch')),
     'CKVAL',
     'The request is invalid: 10 error(s), listed in "errors".',
     'a batch with invalid items raises one CKVAL error counting every problem'
@@ -389,17 +366,17 @@ SELECT is(
 -- Persona: tenant A — what a valid card becomes
 -- ---------------------------------------------------------------------------------
 
-SELECT pg_temp.remember('minimal', b.response -> 'cards' -> 0 ->> 'id')
-FROM cards.batch_create(pg_temp.id('tenant_a'), '[{"title": "minimal", "content": {"k": "v"}}]') AS b;
-SELECT pg_temp.remember('full', b.response -> 'cards' -> 0 ->> 'id')
+SELECT test.remember('minimal', b.response -> 'cards' -> 0 ->> 'id')
+FROM cards.batch_create(test.id('tenant_a'), '[{"title": "minimal", "content": {"k": "v"}}]') AS b;
+SELECT test.remember('full', b.response -> 'cards' -> 0 ->> 'id')
 FROM cards.batch_create(
-    pg_temp.id('tenant_a'),
+    test.id('tenant_a'),
     '[{"title": "full", "content": [1, "two"], "kind": "fact", "tags": ["brand", "tone"],
        "metadata": {"source": "onb"}}]'
 ) AS b;
 
-SELECT pg_temp.remember('minimal_doc', cards.retrieve(pg_temp.id('tenant_a'), ARRAY[pg_temp.id('minimal')])::text);
-SELECT pg_temp.remember('full_doc', cards.retrieve(pg_temp.id('tenant_a'), ARRAY[pg_temp.id('full')])::text);
+SELECT test.remember('minimal_doc', cards.retrieve(test.id('tenant_a'), ARRAY[test.id('minimal')])::text);
+SELECT test.remember('full_doc', cards.retrieve(test.id('tenant_a'), ARRAY[test.id('full')])::text);
 
 SELECT is(
     current_setting('tap.minimal_doc')::jsonb -> 'cards' -> 0 -> 'kind',
@@ -438,7 +415,7 @@ SELECT is(
     'a trusted job calling batch_create directly meets the same rules'
 );
 SELECT throws_ok(
-    format($$SELECT * FROM cards.batch_create(%L, '[]')$$, pg_temp.id('tenant_a')),
+    format($$SELECT * FROM cards.batch_create(%L, '[]')$$, test.id('tenant_a')),
     'CKVAL',
     'The request is invalid: 1 error(s), listed in "errors".',
     'and the same error'
@@ -449,7 +426,7 @@ RESET ROLE;
 SELECT is(
     (
         SELECT count(*) FROM cards.cards AS c
-        WHERE c.tenant_id = pg_temp.id('tenant_a') AND c.title = ''
+        WHERE c.tenant_id = test.id('tenant_a') AND c.title = ''
     ),
     0::bigint,
     'no card with an invalid title exists: none of the refused items was written'

@@ -6,16 +6,10 @@ BEGIN;
 SELECT plan(32);
 
 -- Test-only helpers, rolled back with the transaction.
-CREATE FUNCTION pg_temp.remember(p_name text, p_value text) RETURNS text
-LANGUAGE sql AS $$ SELECT set_config('tap.' || p_name, p_value, TRUE) $$;
-CREATE FUNCTION pg_temp.id(p_name text) RETURNS uuid
-LANGUAGE sql STABLE AS $$ SELECT current_setting('tap.' || p_name)::uuid $$;
-CREATE FUNCTION pg_temp.doc(p_name text) RETURNS jsonb
-LANGUAGE sql STABLE AS $$ SELECT current_setting('tap.' || p_name)::jsonb $$;
 -- Tenant A's batch_create, remembered under p_name; answers the document.
 CREATE FUNCTION pg_temp.batch(p_name text, p_cards jsonb) RETURNS jsonb
 LANGUAGE sql AS $$
-    SELECT pg_temp.remember(p_name, b.response::text)::jsonb
+    SELECT test.remember(p_name, b.response::text)::jsonb
     FROM cards.batch_create(current_setting('tap.tenant_a')::uuid, p_cards) AS b
 $$;
 -- The statuses, ids or hashes of a remembered batch answer, in item order.
@@ -32,7 +26,7 @@ $$ SELECT count(*) FROM cards.cards AS c WHERE c.tenant_id = current_setting('ta
 CREATE FUNCTION pg_temp.stored_card(p_card_id text) RETURNS cards.cards
 LANGUAGE sql SECURITY DEFINER AS $$ SELECT c FROM cards.cards AS c WHERE c.card_id = p_card_id::uuid $$;
 
-SELECT pg_temp.remember('tenant_a', cards.create_tenant('Tenant A')::text);
+SELECT test.remember('tenant_a', cards.create_tenant('Tenant A')::text);
 
 -- ---------------------------------------------------------------------------------
 -- Persona: tenant A, through the gateway role — dedupe within one batch
@@ -69,7 +63,7 @@ SELECT is(
     'the created items have distinct ids'
 );
 SELECT is(
-    pg_temp.doc('first') - 'cards',
+    test.doc('first') - 'cards',
     '{"created": 3, "duplicates": 2}',
     'the answer counts created and duplicate items'
 );
@@ -80,13 +74,13 @@ SELECT results_eq(
     'the card keeps the tags and metadata of the first of its items'
 );
 SELECT set_eq(
-    $$ SELECT jsonb_object_keys(pg_temp.doc('first')) $$,
+    $$ SELECT jsonb_object_keys(test.doc('first')) $$,
     ARRAY['cards', 'created', 'duplicates'],
     'the answer holds exactly cards, created and duplicates'
 );
 SELECT is_empty(
     $$
-        SELECT i.item FROM jsonb_array_elements(pg_temp.doc('first') -> 'cards') AS i (item)
+        SELECT i.item FROM jsonb_array_elements(test.doc('first') -> 'cards') AS i (item)
         WHERE (SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(i.item) AS k) <> '{content_hash,id,index,status}'
     $$,
     'each item of the answer holds exactly index, id, status and content_hash'
@@ -122,15 +116,15 @@ SELECT is(
 );
 
 -- Raw request bodies: the same card written with other key order and white space.
-SELECT pg_temp.remember('raw_1', b.response::text)
+SELECT test.remember('raw_1', b.response::text)
 FROM cards.batch_create_request(
-    pg_temp.id('tenant_a'),
+    test.id('tenant_a'),
     convert_to('{"cards": [{"title": "raw", "content": {"x": 1, "y": {"p": true, "q": null}}}]}', 'UTF8'),
     NULL
 ) AS b;
-SELECT pg_temp.remember('raw_2', b.response::text)
+SELECT test.remember('raw_2', b.response::text)
 FROM cards.batch_create_request(
-    pg_temp.id('tenant_a'),
+    test.id('tenant_a'),
     convert_to(
         E'{ "cards" : [ {\n  "content" : { "y" : { "q" : null , "p" : true } , "x" : 1 } ,\n  "title" : "raw" } ] }',
         'UTF8'
@@ -139,13 +133,13 @@ FROM cards.batch_create_request(
 ) AS b;
 
 SELECT is(
-    pg_temp.doc('raw_2') -> 'cards' -> 0 ->> 'status',
+    test.doc('raw_2') -> 'cards' -> 0 ->> 'status',
     'duplicate',
     'the same card sent with other key order and white space is a duplicate'
 );
 SELECT is(
-    (pg_temp.doc('raw_2') -> 'cards' -> 0) - 'status',
-    (pg_temp.doc('raw_1') -> 'cards' -> 0) - 'status',
+    (test.doc('raw_2') -> 'cards' -> 0) - 'status',
+    (test.doc('raw_1') -> 'cards' -> 0) - 'status',
     'and answers the same id and content_hash'
 );
 
@@ -183,7 +177,7 @@ SELECT is(
 -- Persona: tenant A — dedupe against the tenant's existing live cards
 -- ---------------------------------------------------------------------------------
 
-SELECT pg_temp.remember('count_before', pg_temp.cards_of_a()::text);
+SELECT test.remember('count_before', pg_temp.cards_of_a()::text);
 SELECT pg_temp.batch(
     'again', '[{"title": "X", "content": {"a": "x", "b": [1, 2]}, "tags": ["third"]}, {"title": "W", "content": "w"}]'
 );
@@ -199,7 +193,7 @@ SELECT is(
     'and answers the existing card''s id'
 );
 SELECT is(
-    pg_temp.doc('again') - 'cards',
+    test.doc('again') - 'cards',
     '{"created": 1, "duplicates": 1}',
     'and is counted as a duplicate'
 );
@@ -218,7 +212,7 @@ SELECT pg_temp.batch(
     'repeated', (SELECT jsonb_agg('{"title": "same", "content": "same"}'::jsonb) FROM generate_series(1, 5))
 );
 SELECT is(
-    pg_temp.doc('repeated') - 'cards',
+    test.doc('repeated') - 'cards',
     '{"created": 1, "duplicates": 4}',
     'five identical items create one card and four duplicates'
 );
@@ -240,9 +234,9 @@ SELECT is(
     'both answer the existing card''s id'
 );
 
-SELECT pg_temp.remember('counts', row_to_json(b)::text)
+SELECT test.remember('counts', row_to_json(b)::text)
 FROM cards.batch_create_request(
-    pg_temp.id('tenant_a'),
+    test.id('tenant_a'),
     convert_to(
         '{"cards": [{"title": "Y", "content": "y"}, {"title": "V", "content": "v"}, {"title": "V", "content": "v"}]}',
         'UTF8'
@@ -250,12 +244,12 @@ FROM cards.batch_create_request(
     NULL
 ) AS b;
 SELECT is(
-    pg_temp.doc('counts') - 'response',
+    test.doc('counts') - 'response',
     '{"replayed": false, "created": 1, "duplicates": 2}',
     'batch_create_request also answers the created and duplicate counts, for the gateway''s metrics'
 );
 SELECT is(
-    (pg_temp.doc('counts') -> 'response') - 'cards',
+    (test.doc('counts') -> 'response') - 'cards',
     '{"created": 1, "duplicates": 2}',
     'which agree with its document'
 );

@@ -6,20 +6,16 @@ BEGIN;
 SELECT plan(46);
 
 -- Test-only helpers, rolled back with the transaction.
-CREATE FUNCTION pg_temp.remember(p_name text, p_value text) RETURNS text
-LANGUAGE sql AS $$ SELECT set_config('tap.' || p_name, p_value, TRUE) $$;
 CREATE FUNCTION pg_temp.val(p_name text) RETURNS text
 LANGUAGE sql STABLE AS $$ SELECT current_setting('tap.' || p_name) $$;
-CREATE FUNCTION pg_temp.id(p_name text) RETURNS uuid
-LANGUAGE sql STABLE AS $$ SELECT current_setting('tap.' || p_name)::uuid $$;
 -- batch_create for a remembered tenant, the answer remembered under p_name as
 -- {"response": <exact text>, "replayed": bool}; answers whether it was a replay.
 CREATE FUNCTION pg_temp.batch(p_name text, p_tenant text, p_cards jsonb, p_key text) RETURNS boolean
 LANGUAGE sql AS $$
     SELECT b.replayed
     FROM cards.batch_create(current_setting('tap.' || p_tenant)::uuid, p_cards, p_key) AS b,
-        LATERAL pg_temp.remember(p_name || '.text', b.response::text) AS r1,
-        LATERAL pg_temp.remember(p_name || '.ids', (
+        LATERAL test.remember(p_name || '.text', b.response::text) AS r1,
+        LATERAL test.remember(p_name || '.ids', (
             SELECT string_agg(i.item ->> 'id', ',' ORDER BY i.ord)
             FROM json_array_elements(b.response -> 'cards') WITH ORDINALITY AS i (item, ord)
         )) AS r2
@@ -36,10 +32,10 @@ LANGUAGE sql SECURITY DEFINER AS $$
     WHERE k.tenant_id = current_setting('tap.' || p_tenant)::uuid AND k.idempotency_key = p_key
 $$;
 
-SELECT pg_temp.remember('tenant_a', cards.create_tenant('Tenant A')::text);
-SELECT pg_temp.remember('tenant_b', cards.create_tenant('Tenant B')::text);
-SELECT pg_temp.remember('cards_1', '[{"title": "One", "content": {"a": 1, "b": 2}}, {"title": "Two", "content": 2}]');
-SELECT pg_temp.remember('cards_2', '[{"title": "Three", "content": 3}]');
+SELECT test.remember('tenant_a', cards.create_tenant('Tenant A')::text);
+SELECT test.remember('tenant_b', cards.create_tenant('Tenant B')::text);
+SELECT test.remember('cards_1', '[{"title": "One", "content": {"a": 1, "b": 2}}, {"title": "Two", "content": 2}]');
+SELECT test.remember('cards_2', '[{"title": "Three", "content": 3}]');
 
 -- ---------------------------------------------------------------------------------
 -- Persona: tenant A, through the gateway role — replay
@@ -52,8 +48,8 @@ SELECT is(
     FALSE,
     'the first request with a key runs and is not a replay'
 );
-SELECT pg_temp.remember('count_after_first', pg_temp.card_count()::text);
-SELECT pg_temp.remember('keys_after_first', pg_temp.key_count()::text);
+SELECT test.remember('count_after_first', pg_temp.card_count()::text);
+SELECT test.remember('keys_after_first', pg_temp.key_count()::text);
 
 SELECT is(
     pg_temp.batch('second', 'tenant_a', pg_temp.val('cards_1')::jsonb, 'order-42'),
@@ -108,10 +104,10 @@ SELECT is(
 -- Persona: tenant A — the key reused for other cards
 -- ---------------------------------------------------------------------------------
 
-SELECT pg_temp.remember('count_before', pg_temp.card_count()::text);
+SELECT test.remember('count_before', pg_temp.card_count()::text);
 
 SELECT throws_ok(
-    format('SELECT * FROM cards.batch_create(%L, %L, %L)', pg_temp.id('tenant_a'), pg_temp.val('cards_2'), 'order-42'),
+    format('SELECT * FROM cards.batch_create(%L, %L, %L)', test.id('tenant_a'), pg_temp.val('cards_2'), 'order-42'),
     'CKIKR',
     'This Idempotency-Key was already used with a different request.',
     'the same key with other cards is refused as reused'
@@ -119,7 +115,7 @@ SELECT throws_ok(
 SELECT throws_ok(
     format(
         'SELECT * FROM cards.batch_create(%L, %L, %L)',
-        pg_temp.id('tenant_a'),
+        test.id('tenant_a'),
         '[{"title": "Two", "content": 2}, {"title": "One", "content": {"a": 1, "b": 2}}]',
         'order-42'
     ),
@@ -130,7 +126,7 @@ SELECT throws_ok(
 SELECT throws_ok(
     format(
         'SELECT * FROM cards.batch_create(%L, %L, %L)',
-        pg_temp.id('tenant_a'),
+        test.id('tenant_a'),
         '[{"title": "One", "content": {"a": 1, "b": 2}, "tags": ["x"]}, {"title": "Two", "content": 2}]',
         'order-42'
     ),
@@ -155,37 +151,37 @@ SELECT is(
 -- Persona: tenant A — malformed keys
 -- ---------------------------------------------------------------------------------
 
-SELECT pg_temp.remember('count_before', pg_temp.card_count()::text);
-SELECT pg_temp.remember('keys_before', pg_temp.key_count()::text);
+SELECT test.remember('count_before', pg_temp.card_count()::text);
+SELECT test.remember('keys_before', pg_temp.key_count()::text);
 
 SELECT throws_ok(
-    format('SELECT * FROM cards.batch_create(%L, %L, %L)', pg_temp.id('tenant_a'), pg_temp.val('cards_2'), ''),
+    format('SELECT * FROM cards.batch_create(%L, %L, %L)', test.id('tenant_a'), pg_temp.val('cards_2'), ''),
     'CKIKI',
     'The Idempotency-Key must be 1 to 255 printable ASCII characters.',
     'an empty key is refused'
 );
 SELECT throws_ok(
     format(
-        'SELECT * FROM cards.batch_create(%L, %L, %L)', pg_temp.id('tenant_a'), pg_temp.val('cards_2'), repeat('k', 256)
+        'SELECT * FROM cards.batch_create(%L, %L, %L)', test.id('tenant_a'), pg_temp.val('cards_2'), repeat('k', 256)
     ),
     'CKIKI',
     'The Idempotency-Key must be 1 to 255 printable ASCII characters.',
     'a key of 256 characters is refused'
 );
 SELECT throws_ok(
-    format('SELECT * FROM cards.batch_create(%L, %L, %L)', pg_temp.id('tenant_a'), pg_temp.val('cards_2'), E'a\tb'),
+    format('SELECT * FROM cards.batch_create(%L, %L, %L)', test.id('tenant_a'), pg_temp.val('cards_2'), E'a\tb'),
     'CKIKI',
     'The Idempotency-Key must be 1 to 255 printable ASCII characters.',
     'a key with a tab is refused'
 );
 SELECT throws_ok(
-    format('SELECT * FROM cards.batch_create(%L, %L, %L)', pg_temp.id('tenant_a'), pg_temp.val('cards_2'), E'key\n'),
+    format('SELECT * FROM cards.batch_create(%L, %L, %L)', test.id('tenant_a'), pg_temp.val('cards_2'), E'key\n'),
     'CKIKI',
     'The Idempotency-Key must be 1 to 255 printable ASCII characters.',
     'a key with a trailing newline is refused'
 );
 SELECT throws_ok(
-    format('SELECT * FROM cards.batch_create(%L, %L, %L)', pg_temp.id('tenant_a'), pg_temp.val('cards_2'), 'clé'),
+    format('SELECT * FROM cards.batch_create(%L, %L, %L)', test.id('tenant_a'), pg_temp.val('cards_2'), 'clé'),
     'CKIKI',
     'The Idempotency-Key must be 1 to 255 printable ASCII characters.',
     'a key with a non-ASCII character is refused'
@@ -193,7 +189,7 @@ SELECT throws_ok(
 SELECT throws_ok(
     format(
         'SELECT * FROM cards.batch_create(%L, %L, %L)',
-        pg_temp.id('tenant_a'), pg_temp.val('cards_2'), 'del' || chr(127)
+        test.id('tenant_a'), pg_temp.val('cards_2'), 'del' || chr(127)
     ),
     'CKIKI',
     'The Idempotency-Key must be 1 to 255 printable ASCII characters.',
@@ -202,7 +198,7 @@ SELECT throws_ok(
 SELECT throws_ok(
     format(
         $$SELECT * FROM cards.batch_create_request(%L, convert_to(%L, 'UTF8'), '')$$,
-        pg_temp.id('tenant_a'), '{"cards": ' || pg_temp.val('cards_2') || '}'
+        test.id('tenant_a'), '{"cards": ' || pg_temp.val('cards_2') || '}'
     ),
     'CKIKI',
     'The Idempotency-Key must be 1 to 255 printable ASCII characters.',
@@ -211,7 +207,7 @@ SELECT throws_ok(
 SELECT is(pg_temp.card_count(), pg_temp.val('count_before')::bigint, 'a malformed key writes no card');
 SELECT is(pg_temp.key_count(), pg_temp.val('keys_before')::bigint, 'a malformed key stores nothing');
 
-SELECT pg_temp.remember('printable', ' !"#$%&''()*+,-./09:;<=>?@AZ[\]^_`az{|}~');
+SELECT test.remember('printable', ' !"#$%&''()*+,-./09:;<=>?@AZ[\]^_`az{|}~');
 SELECT is(
     pg_temp.batch('long', 'tenant_a', '[{"title": "long key", "content": 1}]', repeat('k', 255)),
     FALSE,
@@ -233,7 +229,7 @@ SELECT is(
 -- ---------------------------------------------------------------------------------
 
 SELECT throws_ok(
-    format('SELECT * FROM cards.batch_create(%L, %L, %L)', pg_temp.id('tenant_a'), '[{"title": ""}]', 'retry-me'),
+    format('SELECT * FROM cards.batch_create(%L, %L, %L)', test.id('tenant_a'), '[{"title": ""}]', 'retry-me'),
     'CKVAL',
     'The request is invalid: 2 error(s), listed in "errors".',
     'a request that fails validation is refused'
@@ -250,19 +246,19 @@ SELECT is(
 );
 
 SET LOCAL ROLE cards_admin;
-SELECT cards.set_tenant_active(pg_temp.id('tenant_a'), FALSE);
+SELECT cards.set_tenant_active(test.id('tenant_a'), FALSE);
 SET LOCAL ROLE cards_gateway;
 SELECT throws_ok(
     format(
         'SELECT * FROM cards.batch_create(%L, %L, %L)',
-        pg_temp.id('tenant_a'), pg_temp.val('cards_2'), 'while-suspended'
+        test.id('tenant_a'), pg_temp.val('cards_2'), 'while-suspended'
     ),
     'CKFBD',
     'The tenant is unknown or suspended.',
     'a suspended tenant''s request with a key is refused'
 );
 SET LOCAL ROLE cards_admin;
-SELECT cards.set_tenant_active(pg_temp.id('tenant_a'), TRUE);
+SELECT cards.set_tenant_active(test.id('tenant_a'), TRUE);
 SET LOCAL ROLE cards_gateway;
 SELECT is(
     pg_temp.stored_key('tenant_a', 'while-suspended'),
@@ -277,7 +273,7 @@ SELECT is(
 RESET ROLE;
 -- Simulate the passing of 24 hours (the suite runs in one transaction: now() stands still).
 UPDATE cards.idempotency_keys SET expires_at = now() - interval '1 second'
-WHERE tenant_id = pg_temp.id('tenant_a') AND idempotency_key = 'order-42';
+WHERE tenant_id = test.id('tenant_a') AND idempotency_key = 'order-42';
 SET LOCAL ROLE cards_gateway;
 
 SELECT is(
@@ -313,7 +309,7 @@ SELECT is(
 
 RESET ROLE;
 UPDATE cards.idempotency_keys SET expires_at = now()
-WHERE tenant_id = pg_temp.id('tenant_a') AND idempotency_key = 'order-42';
+WHERE tenant_id = test.id('tenant_a') AND idempotency_key = 'order-42';
 SET LOCAL ROLE cards_gateway;
 SELECT is(
     pg_temp.batch('at_expiry', 'tenant_a', pg_temp.val('cards_2')::jsonb, 'order-42'),
@@ -390,7 +386,7 @@ SELECT is(
 );
 SELECT throws_ok(
     format(
-        'SELECT * FROM cards.batch_create(%L, %L, %L)', pg_temp.id('tenant_b'), pg_temp.val('cards_2'), 'shared-key'
+        'SELECT * FROM cards.batch_create(%L, %L, %L)', test.id('tenant_b'), pg_temp.val('cards_2'), 'shared-key'
     ),
     'CKIKR',
     'This Idempotency-Key was already used with a different request.',

@@ -5,29 +5,6 @@ BEGIN;
 SELECT plan(26);
 
 -- Test-only helpers, rolled back with the transaction.
-CREATE FUNCTION pg_temp.remember(p_name text, p_value text) RETURNS text
-LANGUAGE sql AS $$ SELECT set_config('tap.' || p_name, p_value, TRUE) $$;
-CREATE FUNCTION pg_temp.id(p_name text) RETURNS uuid
-LANGUAGE sql STABLE AS $$ SELECT current_setting('tap.' || p_name)::uuid $$;
--- The DETAIL of the CKVAL error the statement raises (the problem's "errors"), the
--- string "no error" when it succeeds, or "SQLSTATE: message" for any other error.
-CREATE FUNCTION pg_temp.error_detail(p_sql text) RETURNS jsonb
-LANGUAGE plpgsql AS $$
-DECLARE
-    v_state text;
-    v_message text;
-    v_detail text;
-BEGIN
-    EXECUTE p_sql;
-    RETURN '"no error"';
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT, v_detail = PG_EXCEPTION_DETAIL;
-    IF v_state <> 'CKVAL' THEN
-        RETURN to_jsonb(v_state || ': ' || v_message);
-    END IF;
-    RETURN v_detail::jsonb;
-END
-$$;
 -- Tenant A's retrieve of the named fixtures (or literal UUIDs), as jsonb.
 CREATE FUNCTION pg_temp.retrieve_a(VARIADIC p_names text[]) RETURNS jsonb
 LANGUAGE sql AS $$
@@ -62,29 +39,29 @@ LANGUAGE sql STABLE AS $$
     ))
 $$;
 
-SELECT pg_temp.remember('tenant_a', cards.create_tenant('Tenant A')::text);
-SELECT pg_temp.remember('tenant_b', cards.create_tenant('Tenant B')::text);
-SELECT pg_temp.remember('unknown', 'a0000000-0000-4000-8000-00000000000a');
+SELECT test.remember('tenant_a', cards.create_tenant('Tenant A')::text);
+SELECT test.remember('tenant_b', cards.create_tenant('Tenant B')::text);
+SELECT test.remember('unknown', 'a0000000-0000-4000-8000-00000000000a');
 
 SELECT
-    pg_temp.remember('c1', b.response -> 'cards' -> 0 ->> 'id') AS c1,
-    pg_temp.remember('c2', b.response -> 'cards' -> 1 ->> 'id') AS c2,
-    pg_temp.remember('c3', b.response -> 'cards' -> 2 ->> 'id') AS c3,
-    pg_temp.remember('c4', b.response -> 'cards' -> 3 ->> 'id') AS c4,
-    pg_temp.remember('c1_hash', b.response -> 'cards' -> 0 ->> 'content_hash') AS c1_hash
-FROM cards.batch_create(pg_temp.id('tenant_a'), $$[
+    test.remember('c1', b.response -> 'cards' -> 0 ->> 'id') AS c1,
+    test.remember('c2', b.response -> 'cards' -> 1 ->> 'id') AS c2,
+    test.remember('c3', b.response -> 'cards' -> 2 ->> 'id') AS c3,
+    test.remember('c4', b.response -> 'cards' -> 3 ->> 'id') AS c4,
+    test.remember('c1_hash', b.response -> 'cards' -> 0 ->> 'content_hash') AS c1_hash
+FROM cards.batch_create(test.id('tenant_a'), $$[
     {"title": "Brand voice", "content": {"tone": "warm", "list": [1, 2.50, "x"]}, "kind": "brand",
      "tags": ["brand", "tone"], "metadata": {"source": "onboarding"}},
     {"title": "Two", "content": "two"},
     {"title": "Three", "content": 3},
     {"title": "Four, to be deleted", "content": 4}
 ]$$) AS b;
-SELECT pg_temp.remember('b1', b.response -> 'cards' -> 0 ->> 'id')
-FROM cards.batch_create(pg_temp.id('tenant_b'), '[{"title": "B one", "content": "b"}]') AS b;
+SELECT test.remember('b1', b.response -> 'cards' -> 0 ->> 'id')
+FROM cards.batch_create(test.id('tenant_b'), '[{"title": "B one", "content": "b"}]') AS b;
 
 -- Soft delete directly, as the superuser, so that this file depends on no other endpoint.
 UPDATE cards.cards SET deleted_at = now()
-WHERE card_id = pg_temp.id('c4');
+WHERE card_id = test.id('c4');
 
 -- ---------------------------------------------------------------------------------
 -- Persona: tenant A, through the gateway role — order and missing ids
@@ -102,7 +79,7 @@ SELECT is(
     '[]',
     'nothing is missing when every id is a live card of the tenant'
 );
-SELECT pg_temp.remember('mixed', pg_temp.retrieve_a('unknown', 'c2', 'c4', 'b1', 'unknown', 'c4', 'c1')::text);
+SELECT test.remember('mixed', pg_temp.retrieve_a('unknown', 'c2', 'c4', 'b1', 'unknown', 'c4', 'c1')::text);
 SELECT is(
     pg_temp.card_names(current_setting('tap.mixed')::jsonb),
     ARRAY['c2', 'c1'],
@@ -115,7 +92,7 @@ SELECT is(
 );
 SELECT is(
     pg_temp.retrieve_a('unknown', 'b1'),
-    jsonb_build_object('cards', '[]'::jsonb, 'missing', jsonb_build_array(pg_temp.id('unknown'), pg_temp.id('b1'))),
+    jsonb_build_object('cards', '[]'::jsonb, 'missing', jsonb_build_array(test.id('unknown'), test.id('b1'))),
     'with no card found, the answer is an empty cards list and every id missing'
 );
 SELECT is(
@@ -128,7 +105,7 @@ SELECT is(
 -- Persona: tenant A — the card representation
 -- ---------------------------------------------------------------------------------
 
-SELECT pg_temp.remember('c1_doc', (pg_temp.retrieve_a('c1') -> 'cards' -> 0)::text);
+SELECT test.remember('c1_doc', (pg_temp.retrieve_a('c1') -> 'cards' -> 0)::text);
 
 SELECT is(
     (SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(current_setting('tap.c1_doc')::jsonb) AS k),
@@ -141,7 +118,7 @@ SELECT is(
 SELECT is(
     current_setting('tap.c1_doc')::jsonb - '{created_at,updated_at}'::text[],
     jsonb_build_object(
-        'id', pg_temp.id('c1'),
+        'id', test.id('c1'),
         'kind', 'brand',
         'title', 'Brand voice',
         'content', '{"tone": "warm", "list": [1, 2.50, "x"]}'::jsonb,
@@ -154,7 +131,7 @@ SELECT is(
     'a card answers what was stored, its batch''s content_hash, no usage yet'
 );
 SELECT is(
-    cards.retrieve(pg_temp.id('tenant_a'), ARRAY[pg_temp.id('c1')])::json -> 'cards' -> 0 ->> 'content',
+    cards.retrieve(test.id('tenant_a'), ARRAY[test.id('c1')])::json -> 'cards' -> 0 ->> 'content',
     '{"list": [1, 2.50, "x"], "tone": "warm"}',
     'content comes back in its canonical jsonb form (keys ordered, white space normalised), numbers as written'
 );
@@ -199,25 +176,25 @@ SELECT ok(
 -- ---------------------------------------------------------------------------------
 
 SELECT throws_ok(
-    format('SELECT cards.retrieve(%L, ARRAY[]::uuid[])', pg_temp.id('tenant_a')),
+    format('SELECT cards.retrieve(%L, ARRAY[]::uuid[])', test.id('tenant_a')),
     'CKVAL',
     'The request is invalid: 1 error(s), listed in "errors".',
     'no ids is a validation error'
 );
 SELECT is(
-    pg_temp.error_detail(format('SELECT cards.retrieve(%L, ARRAY[]::uuid[])', pg_temp.id('tenant_a'))),
+    test.error_detail(format('SELECT cards.retrieve(%L, ARRAY[]::uuid[])', test.id('tenant_a'))),
     '[{"field": "ids", "message": "must hold 1 to 1000 ids"}]',
     'the error names ids and the rule'
 );
 SELECT is(
-    pg_temp.error_detail(format('SELECT cards.retrieve(%L, NULL)', pg_temp.id('tenant_a'))),
+    test.error_detail(format('SELECT cards.retrieve(%L, NULL)', test.id('tenant_a'))),
     '[{"field": "ids", "message": "must hold 1 to 1000 ids"}]',
     'a NULL array of ids is refused the same way'
 );
 SELECT is(
-    pg_temp.error_detail(format(
+    test.error_detail(format(
         'SELECT cards.retrieve(%L, ARRAY(SELECT gen_random_uuid() FROM generate_series(1, 1001)))',
-        pg_temp.id('tenant_a')
+        test.id('tenant_a')
     )),
     '[{"field": "ids", "message": "must hold 1 to 1000 ids"}]',
     '1001 ids are refused'
@@ -227,8 +204,8 @@ SELECT is(
         SELECT jsonb_array_length(d -> 'cards') || '/' || jsonb_array_length(d -> 'missing')
         FROM (
             SELECT cards.retrieve(
-                pg_temp.id('tenant_a'),
-                ARRAY[pg_temp.id('c1')] || (SELECT array_agg(gen_random_uuid()) FROM generate_series(1, 999))
+                test.id('tenant_a'),
+                ARRAY[test.id('c1')] || (SELECT array_agg(gen_random_uuid()) FROM generate_series(1, 999))
             )::jsonb AS d
         ) AS r
     ),
@@ -236,18 +213,18 @@ SELECT is(
     '1000 ids are accepted'
 );
 SELECT is(
-    pg_temp.error_detail(
+    test.error_detail(
         format(
             'SELECT cards.retrieve(%L, ARRAY[%L, %L, NULL]::uuid[])',
-            pg_temp.id('tenant_a'), pg_temp.id('c1'), pg_temp.id('c2')
+            test.id('tenant_a'), test.id('c1'), test.id('c2')
         )
     ),
     '[{"index": 2, "field": "ids", "message": "must not be null"}]',
     'a NULL id is refused with its index'
 );
 SELECT is(
-    pg_temp.error_detail(format(
-        'SELECT cards.retrieve(%L, ARRAY(SELECT NULL::uuid FROM generate_series(1, 1001)))', pg_temp.id('tenant_a')
+    test.error_detail(format(
+        'SELECT cards.retrieve(%L, ARRAY(SELECT NULL::uuid FROM generate_series(1, 1001)))', test.id('tenant_a')
     )),
     '[{"field": "ids", "message": "must hold 1 to 1000 ids"}]',
     'the count is checked first'
@@ -261,8 +238,8 @@ RESET ROLE;
 
 SET LOCAL ROLE cards_gateway;
 
-SELECT pg_temp.remember(
-    'b_view', cards.retrieve(pg_temp.id('tenant_b'), ARRAY[pg_temp.id('c1'), pg_temp.id('b1')])::text
+SELECT test.remember(
+    'b_view', cards.retrieve(test.id('tenant_b'), ARRAY[test.id('c1'), test.id('b1')])::text
 );
 SELECT is(
     pg_temp.card_names(current_setting('tap.b_view')::jsonb),
@@ -303,7 +280,7 @@ SELECT is(
 SELECT ok(
     (
         SELECT c.deleted_at IS NOT NULL FROM cards.cards AS c
-        WHERE c.card_id = pg_temp.id('c4')
+        WHERE c.card_id = test.id('c4')
     ),
     'retrieving a deleted card does not restore it'
 );

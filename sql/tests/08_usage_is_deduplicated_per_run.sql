@@ -6,33 +6,10 @@ BEGIN;
 SELECT plan(37);
 
 -- Test-only helpers, rolled back with the transaction.
-CREATE FUNCTION pg_temp.remember(p_name text, p_value text) RETURNS text
-LANGUAGE sql AS $$ SELECT set_config('tap.' || p_name, p_value, TRUE) $$;
-CREATE FUNCTION pg_temp.id(p_name text) RETURNS uuid
-LANGUAGE sql STABLE AS $$ SELECT current_setting('tap.' || p_name)::uuid $$;
--- The DETAIL of the CKVAL error the statement raises (the problem's "errors"), the
--- string "no error" when it succeeds, or "SQLSTATE: message" for any other error.
-CREATE FUNCTION pg_temp.error_detail(p_sql text) RETURNS jsonb
-LANGUAGE plpgsql AS $$
-DECLARE
-    v_state text;
-    v_message text;
-    v_detail text;
-BEGIN
-    EXECUTE p_sql;
-    RETURN '"no error"';
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT, v_detail = PG_EXCEPTION_DETAIL;
-    IF v_state <> 'CKVAL' THEN
-        RETURN to_jsonb(v_state || ': ' || v_message);
-    END IF;
-    RETURN v_detail::jsonb;
-END
-$$;
 -- The errors tenant A's report on card u1 is refused with ("no error" if it succeeds).
 CREATE FUNCTION pg_temp.usage_errors(p_workflow text, p_run text, p_metadata jsonb DEFAULT '{}') RETURNS jsonb
 LANGUAGE sql AS $$
-    SELECT pg_temp.error_detail(format(
+    SELECT test.error_detail(format(
         'SELECT cards.track_usage(%L, %L, %L, %L, %L)',
         current_setting('tap.tenant_a'), current_setting('tap.u1'), p_workflow, p_run, p_metadata
     ))
@@ -61,23 +38,23 @@ LANGUAGE sql SECURITY DEFINER AS $$
     SELECT * FROM cards.card_usage_counters AS n WHERE n.card_id = current_setting('tap.' || p_card)::uuid
 $$;
 
-SELECT pg_temp.remember('tenant_a', cards.create_tenant('Tenant A')::text);
-SELECT pg_temp.remember('tenant_b', cards.create_tenant('Tenant B')::text);
+SELECT test.remember('tenant_a', cards.create_tenant('Tenant A')::text);
+SELECT test.remember('tenant_b', cards.create_tenant('Tenant B')::text);
 SELECT
-    pg_temp.remember('u1', b.response -> 'cards' -> 0 ->> 'id') AS u1,
-    pg_temp.remember('u2', b.response -> 'cards' -> 1 ->> 'id') AS u2,
-    pg_temp.remember('u3', b.response -> 'cards' -> 2 ->> 'id') AS u3
+    test.remember('u1', b.response -> 'cards' -> 0 ->> 'id') AS u1,
+    test.remember('u2', b.response -> 'cards' -> 1 ->> 'id') AS u2,
+    test.remember('u3', b.response -> 'cards' -> 2 ->> 'id') AS u3
 FROM cards.batch_create(
-    pg_temp.id('tenant_a'),
+    test.id('tenant_a'),
     '[{"title": "used", "content": 1}, {"title": "unused", "content": 2}, {"title": "deleted", "content": 3}]'
 ) AS b;
-SELECT pg_temp.remember('b1', b.response -> 'cards' -> 0 ->> 'id')
-FROM cards.batch_create(pg_temp.id('tenant_b'), '[{"title": "used", "content": 1}]') AS b;
+SELECT test.remember('b1', b.response -> 'cards' -> 0 ->> 'id')
+FROM cards.batch_create(test.id('tenant_b'), '[{"title": "used", "content": 1}]') AS b;
 -- Soft delete directly, as the superuser, so that this file depends on no other endpoint.
 UPDATE cards.cards SET deleted_at = now()
-WHERE card_id = pg_temp.id('u3');
+WHERE card_id = test.id('u3');
 
-SELECT pg_temp.remember('now', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'));
+SELECT test.remember('now', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'));
 
 -- ---------------------------------------------------------------------------------
 -- Persona: tenant A, through the gateway role — first report and repeats
@@ -93,7 +70,7 @@ SELECT is(
 SELECT is(
     pg_temp.use('u1', 'wf-1', 'run-1', '{"step": 1}'),
     jsonb_build_object(
-        'card_id', pg_temp.id('u1'), 'usage_count', 1, 'deduplicated', FALSE, 'recorded_at', current_setting('tap.now')
+        'card_id', test.id('u1'), 'usage_count', 1, 'deduplicated', FALSE, 'recorded_at', current_setting('tap.now')
     ),
     'the first report of a run counts one and answers when it was recorded'
 );
@@ -116,13 +93,13 @@ SELECT results_eq(
 -- Age the first report so that a repeat's answer can be told from a fresh one.
 RESET ROLE;
 UPDATE cards.card_usage SET recorded_at = '2020-01-02 03:04:05.123456+00'
-WHERE card_id = pg_temp.id('u1');
+WHERE card_id = test.id('u1');
 SET LOCAL ROLE cards_gateway;
 
 SELECT is(
     pg_temp.use('u1', 'wf-1', 'run-1', '{"step": 2}'),
     jsonb_build_object(
-        'card_id', pg_temp.id('u1'),
+        'card_id', test.id('u1'),
         'usage_count', 1,
         'deduplicated', TRUE,
         'recorded_at', '2020-01-02T03:04:05.123456Z'
@@ -212,25 +189,25 @@ SELECT is(
 -- ---------------------------------------------------------------------------------
 
 SELECT throws_ok(
-    format($$SELECT cards.track_usage(%L, %L, 'wf', 'run')$$, pg_temp.id('tenant_a'), gen_random_uuid()),
+    format($$SELECT cards.track_usage(%L, %L, 'wf', 'run')$$, test.id('tenant_a'), gen_random_uuid()),
     'CKNFD',
     'No such card.',
     'a report for an unknown card is not found'
 );
 SELECT throws_ok(
-    format($$SELECT cards.track_usage(%L, %L, 'wf', 'run')$$, pg_temp.id('tenant_a'), pg_temp.id('u3')),
+    format($$SELECT cards.track_usage(%L, %L, 'wf', 'run')$$, test.id('tenant_a'), test.id('u3')),
     'CKNFD',
     'No such card.',
     'a report for a deleted card is not found'
 );
 SELECT throws_ok(
-    format($$SELECT cards.track_usage(%L, %L, 'wf', 'run')$$, pg_temp.id('tenant_a'), pg_temp.id('b1')),
+    format($$SELECT cards.track_usage(%L, %L, 'wf', 'run')$$, test.id('tenant_a'), test.id('b1')),
     'CKNFD',
     'No such card.',
     'a report for another tenant''s card is not found'
 );
 SELECT throws_ok(
-    format($$SELECT cards.track_usage(%L, NULL, 'wf', 'run')$$, pg_temp.id('tenant_a')),
+    format($$SELECT cards.track_usage(%L, NULL, 'wf', 'run')$$, test.id('tenant_a')),
     'CKNFD',
     'No such card.',
     'a report for a NULL card is not found'
@@ -240,10 +217,10 @@ SELECT throws_ok(
 -- Persona: tenant A — invalid reports
 -- ---------------------------------------------------------------------------------
 
-SELECT pg_temp.remember('usage_before', (SELECT count(*) FROM pg_temp.usage_rows('u1'))::text);
+SELECT test.remember('usage_before', (SELECT count(*) FROM pg_temp.usage_rows('u1'))::text);
 
 SELECT throws_ok(
-    format($$SELECT cards.track_usage(%L, %L, '', 'run')$$, pg_temp.id('tenant_a'), pg_temp.id('u1')),
+    format($$SELECT cards.track_usage(%L, %L, '', 'run')$$, test.id('tenant_a'), test.id('u1')),
     'CKVAL',
     'The request is invalid: 1 error(s), listed in "errors".',
     'an empty workflow_id is a validation error'
@@ -316,7 +293,7 @@ RESET ROLE;
 SET LOCAL ROLE cards_gateway;
 
 SELECT is(
-    cards.track_usage(pg_temp.id('tenant_b'), pg_temp.id('b1'), 'wf-1', 'run-1')::jsonb
+    cards.track_usage(test.id('tenant_b'), test.id('b1'), 'wf-1', 'run-1')::jsonb
     - '{card_id,recorded_at}'::text[],
     '{"usage_count": 1, "deduplicated": false}',
     'tenant B''s first report of a run tenant A also reported counts for B'

@@ -6,29 +6,6 @@ BEGIN;
 SELECT plan(52);
 
 -- Test-only helpers, rolled back with the transaction.
-CREATE FUNCTION pg_temp.remember(p_name text, p_value text) RETURNS text
-LANGUAGE sql AS $$ SELECT set_config('tap.' || p_name, p_value, TRUE) $$;
-CREATE FUNCTION pg_temp.id(p_name text) RETURNS uuid
-LANGUAGE sql STABLE AS $$ SELECT current_setting('tap.' || p_name)::uuid $$;
--- The DETAIL of the CKVAL error the statement raises (the problem's "errors"), the
--- string "no error" when it succeeds, or "SQLSTATE: message" for any other error.
-CREATE FUNCTION pg_temp.error_detail(p_sql text) RETURNS jsonb
-LANGUAGE plpgsql AS $$
-DECLARE
-    v_state text;
-    v_message text;
-    v_detail text;
-BEGIN
-    EXECUTE p_sql;
-    RETURN '"no error"';
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT, v_detail = PG_EXCEPTION_DETAIL;
-    IF v_state <> 'CKVAL' THEN
-        RETURN to_jsonb(v_state || ': ' || v_message);
-    END IF;
-    RETURN v_detail::jsonb;
-END
-$$;
 -- The statements tenant A's gateway runs for a raw body (text, sent as its UTF-8 bytes).
 CREATE FUNCTION pg_temp.batch_sql(p_body text) RETURNS text
 LANGUAGE sql STABLE AS $$
@@ -57,17 +34,17 @@ LANGUAGE sql SECURITY DEFINER AS $$ SELECT count(*) FROM cards.cards $$;
 CREATE FUNCTION pg_temp.usage_count() RETURNS bigint
 LANGUAGE sql SECURITY DEFINER AS $$ SELECT count(*) FROM cards.card_usage $$;
 
-SELECT pg_temp.remember('tenant_a', cards.create_tenant('Tenant A')::text);
-SELECT pg_temp.remember('c1', b.response -> 'cards' -> 0 ->> 'id')
-FROM cards.batch_create(pg_temp.id('tenant_a'), '[{"title": "one", "content": 1}]') AS b;
-SELECT pg_temp.remember('nul_message', 'must not contain NUL (\u0000)');
+SELECT test.remember('tenant_a', cards.create_tenant('Tenant A')::text);
+SELECT test.remember('c1', b.response -> 'cards' -> 0 ->> 'id')
+FROM cards.batch_create(test.id('tenant_a'), '[{"title": "one", "content": 1}]') AS b;
+SELECT test.remember('nul_message', 'must not contain NUL (\u0000)');
 
 -- ---------------------------------------------------------------------------------
 -- Persona: tenant A, through the gateway role — batch_create_request
 -- ---------------------------------------------------------------------------------
 
 SET LOCAL ROLE cards_gateway;
-SELECT pg_temp.remember('cards_before', pg_temp.card_count()::text);
+SELECT test.remember('cards_before', pg_temp.card_count()::text);
 
 SELECT throws_ok(
     pg_temp.batch_sql('{"cards": [{"title": "t", "content": 1}'),
@@ -82,7 +59,7 @@ SELECT throws_ok(
     'an empty body is malformed JSON'
 );
 SELECT throws_ok(
-    format('SELECT * FROM cards.batch_create_request(%L, NULL, NULL)', pg_temp.id('tenant_a')),
+    format('SELECT * FROM cards.batch_create_request(%L, NULL, NULL)', test.id('tenant_a')),
     'CKJSN',
     'The request body is not valid JSON.',
     'a missing (NULL) body is malformed JSON'
@@ -100,13 +77,13 @@ SELECT throws_ok(
     'a lone surrogate escape is malformed JSON, not a server error'
 );
 SELECT throws_ok(
-    format($$SELECT * FROM cards.batch_create_request(%L, '\x7b22636172647322ff', NULL)$$, pg_temp.id('tenant_a')),
+    format($$SELECT * FROM cards.batch_create_request(%L, '\x7b22636172647322ff', NULL)$$, test.id('tenant_a')),
     'CKJSN',
     'The request body is not valid UTF-8.',
     'a body with a byte that is never UTF-8 (0xff) is refused as not UTF-8'
 );
 SELECT throws_ok(
-    format($$SELECT * FROM cards.batch_create_request(%L, '\xeda080', NULL)$$, pg_temp.id('tenant_a')),
+    format($$SELECT * FROM cards.batch_create_request(%L, '\xeda080', NULL)$$, test.id('tenant_a')),
     'CKJSN',
     'The request body is not valid UTF-8.',
     'an encoded surrogate (CESU-8) is not UTF-8'
@@ -114,7 +91,7 @@ SELECT throws_ok(
 SELECT throws_ok(
     format(
         $$SELECT * FROM cards.batch_create_request(%L, convert_to(%L, 'LATIN1'), NULL)$$,
-        pg_temp.id('tenant_a'), '{"cards": [{"title": "café", "content": 1}]}'
+        test.id('tenant_a'), '{"cards": [{"title": "café", "content": 1}]}'
     ),
     'CKJSN',
     'The request body is not valid UTF-8.',
@@ -122,22 +99,22 @@ SELECT throws_ok(
 );
 
 SELECT is(
-    pg_temp.error_detail(pg_temp.batch_sql('[{"title": "t", "content": 1}]')),
+    test.error_detail(pg_temp.batch_sql('[{"title": "t", "content": 1}]')),
     '[{"field": "(body)", "message": "must be a JSON object"}, {"field": "cards", "message": "is required"}]',
     'a body that is not an object is refused: the cards must come wrapped as {"cards": [...]}'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.batch_sql('{"cards": [{"title": "t", "content": 1}], "dry_run": true}')),
+    test.error_detail(pg_temp.batch_sql('{"cards": [{"title": "t", "content": 1}], "dry_run": true}')),
     '[{"field": "dry_run", "message": "is not a known field"}]',
     'an unknown envelope field is refused'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.batch_sql('{"card": [{"title": "t", "content": 1}]}')),
+    test.error_detail(pg_temp.batch_sql('{"card": [{"title": "t", "content": 1}]}')),
     '[{"field": "card", "message": "is not a known field"}, {"field": "cards", "message": "is required"}]',
     'a misspelt envelope field is refused, and the missing cards reported with it'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.batch_sql('{"cards": [{"title": ""}], "x": 1}')),
+    test.error_detail(pg_temp.batch_sql('{"cards": [{"title": ""}], "x": 1}')),
     '[{"field": "x", "message": "is not a known field"},
       {"index": 0, "field": "content", "message": "is required"},
       {"index": 0, "field": "title", "message": "must be 1 to 500 characters"}]',
@@ -146,12 +123,12 @@ SELECT is(
 
 -- NUL escapes
 SELECT is(
-    pg_temp.error_detail(pg_temp.batch_sql('{"cards": [{"title": "a\u0000b", "content": 1}]}')),
+    test.error_detail(pg_temp.batch_sql('{"cards": [{"title": "a\u0000b", "content": 1}]}')),
     jsonb_build_array(jsonb_build_object('index', 0, 'field', 'title', 'message', current_setting('tap.nul_message'))),
     'a NUL escape in a title is a validation error of that field and item'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.batch_sql(
+    test.error_detail(pg_temp.batch_sql(
         '{"cards": [{"title": "ok", "content": 1}, {"title": "deep", "content": {"a": [1, {"b": "x\u0000"}]}}]}'
     )),
     jsonb_build_array(
@@ -160,7 +137,7 @@ SELECT is(
     'a NUL escape deep inside content names the content of its item'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.batch_sql(
+    test.error_detail(pg_temp.batch_sql(
         '{"cards": [{"title": "t", "content": 1, "tags": ["\u0000"], "metadata": {"k\u0000": 1}, "kind": "a\u0000"}]}'
     )),
     jsonb_build_array(
@@ -174,12 +151,12 @@ SELECT is(
     'NUL escapes in tags, a metadata key and kind are each reported, with any other rule broken'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.batch_sql('{"cards": [{"title": "\\\u0000", "content": 1}]}')),
+    test.error_detail(pg_temp.batch_sql('{"cards": [{"title": "\\\u0000", "content": 1}]}')),
     jsonb_build_array(jsonb_build_object('index', 0, 'field', 'title', 'message', current_setting('tap.nul_message'))),
     'an escaped backslash followed by a NUL escape is still a NUL'
 );
 SELECT is(
-    pg_temp.error_detail(
+    test.error_detail(
         pg_temp.batch_sql('{"cards": [{"title": "\u0000", "content": "\u0000"}, {"title": "\u0000"}]}')
     ),
     jsonb_build_array(
@@ -192,22 +169,22 @@ SELECT is(
 );
 SELECT is(pg_temp.card_count(), current_setting('tap.cards_before')::bigint, 'no refused body wrote a card');
 
-SELECT pg_temp.remember(
+SELECT test.remember(
     'escaped',
     (SELECT b.response::text FROM cards.batch_create_request(
-        pg_temp.id('tenant_a'), convert_to('{"cards": [{"title": "a\\u0000", "content": "\\\\u0000"}]}', 'UTF8'), NULL
+        test.id('tenant_a'), convert_to('{"cards": [{"title": "a\\u0000", "content": "\\\\u0000"}]}', 'UTF8'), NULL
     ) AS b)
 );
 SELECT is(
     cards.retrieve(
-        pg_temp.id('tenant_a'), ARRAY[(current_setting('tap.escaped')::jsonb -> 'cards' -> 0 ->> 'id')::uuid]
+        test.id('tenant_a'), ARRAY[(current_setting('tap.escaped')::jsonb -> 'cards' -> 0 ->> 'id')::uuid]
     )::jsonb -> 'cards' -> 0 -> 'title',
     to_jsonb('a\u0000'::text),
     'an escaped backslash before "u0000" is no NUL: the text \u0000 is stored as sent'
 );
 SELECT is(
     cards.retrieve(
-        pg_temp.id('tenant_a'), ARRAY[(current_setting('tap.escaped')::jsonb -> 'cards' -> 0 ->> 'id')::uuid]
+        test.id('tenant_a'), ARRAY[(current_setting('tap.escaped')::jsonb -> 'cards' -> 0 ->> 'id')::uuid]
     )::jsonb -> 'cards' -> 0 -> 'content',
     to_jsonb('\\u0000'::text),
     'nor are two escaped backslashes before it'
@@ -236,21 +213,21 @@ SELECT throws_ok(
     'a malformed retrieve body is malformed JSON'
 );
 SELECT throws_ok(
-    format('SELECT cards.retrieve_request(%L, NULL)', pg_temp.id('tenant_a')),
+    format('SELECT cards.retrieve_request(%L, NULL)', test.id('tenant_a')),
     'CKJSN',
     'The request body is not valid JSON.',
     'a missing retrieve body is malformed JSON'
 );
 SELECT throws_ok(
-    format($$SELECT cards.retrieve_request(%L, '\xfe')$$, pg_temp.id('tenant_a')),
+    format($$SELECT cards.retrieve_request(%L, '\xfe')$$, test.id('tenant_a')),
     'CKJSN',
     'The request body is not valid UTF-8.',
     'a retrieve body that is not UTF-8 is refused as such'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.retrieve_sql(format(
+    test.error_detail(pg_temp.retrieve_sql(format(
         '{"ids": ["not-a-uuid", 7, null, "%s", "%s", "{%s}", "%s "]}',
-        pg_temp.id('c1'), replace(pg_temp.id('c1')::text, '-', ''), pg_temp.id('c1'), pg_temp.id('c1')
+        test.id('c1'), replace(test.id('c1')::text, '-', ''), test.id('c1'), test.id('c1')
     ))),
     '[{"index": 0, "field": "ids", "message": "must be a UUID string"},
       {"index": 1, "field": "ids", "message": "must be a UUID string"},
@@ -261,37 +238,37 @@ SELECT is(
     'every id that is not a canonical UUID string is refused by its index (no dashes, braces or spaces either)'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.retrieve_sql('{"ids": ["\u0000"]}')),
+    test.error_detail(pg_temp.retrieve_sql('{"ids": ["\u0000"]}')),
     '[{"index": 0, "field": "ids", "message": "must be a UUID string"}]',
     'a NUL escape as an id is just a malformed id'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.retrieve_sql('{}')),
+    test.error_detail(pg_temp.retrieve_sql('{}')),
     '[{"field": "ids", "message": "must be an array of ids"}]',
     'a body without ids is refused'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.retrieve_sql('{"ids": "all"}')),
+    test.error_detail(pg_temp.retrieve_sql('{"ids": "all"}')),
     '[{"field": "ids", "message": "must be an array of ids"}]',
     'ids that are not an array are refused'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.retrieve_sql(format('{"ids": ["%s"], "fields": ["title"]}', pg_temp.id('c1')))),
+    test.error_detail(pg_temp.retrieve_sql(format('{"ids": ["%s"], "fields": ["title"]}', test.id('c1')))),
     '[{"field": "fields", "message": "is not a known field"}]',
     'an unknown envelope field is refused'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.retrieve_sql('["x"]')),
+    test.error_detail(pg_temp.retrieve_sql('["x"]')),
     '[{"field": "(body)", "message": "must be a JSON object"}, {"field": "ids", "message": "must be an array of ids"}]',
     'a body that is not an object is refused'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.retrieve_sql('{"ids": []}')),
+    test.error_detail(pg_temp.retrieve_sql('{"ids": []}')),
     '[{"field": "ids", "message": "must hold 1 to 1000 ids"}]',
     'an empty ids list is refused'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.retrieve_sql(
+    test.error_detail(pg_temp.retrieve_sql(
         (SELECT jsonb_build_object('ids', jsonb_agg(gen_random_uuid()))::text FROM generate_series(1, 1001))
     )),
     '[{"field": "ids", "message": "must hold 1 to 1000 ids"}]',
@@ -299,17 +276,17 @@ SELECT is(
 );
 SELECT is(
     cards.retrieve_request(
-        pg_temp.id('tenant_a'), convert_to(format('{"ids": ["%s"]}', pg_temp.id('c1')), 'UTF8')
+        test.id('tenant_a'), convert_to(format('{"ids": ["%s"]}', test.id('c1')), 'UTF8')
     )::jsonb,
-    cards.retrieve(pg_temp.id('tenant_a'), ARRAY[pg_temp.id('c1')])::jsonb,
+    cards.retrieve(test.id('tenant_a'), ARRAY[test.id('c1')])::jsonb,
     'a valid body answers what retrieve answers'
 );
 SELECT is(
     cards.retrieve_request(
-        pg_temp.id('tenant_a'),
-        convert_to(format('{"ids": ["%s", "%s"]}', upper(pg_temp.id('c1')::text), pg_temp.id('c1')), 'UTF8')
+        test.id('tenant_a'),
+        convert_to(format('{"ids": ["%s", "%s"]}', upper(test.id('c1')::text), test.id('c1')), 'UTF8')
     )::jsonb,
-    cards.retrieve(pg_temp.id('tenant_a'), ARRAY[pg_temp.id('c1')])::jsonb,
+    cards.retrieve(test.id('tenant_a'), ARRAY[test.id('c1')])::jsonb,
     'an upper-case id is accepted, is the same id as its lower-case form, and is answered in lower case'
 );
 
@@ -317,7 +294,7 @@ SELECT is(
 -- Persona: tenant A — track_usage_request
 -- ---------------------------------------------------------------------------------
 
-SELECT pg_temp.remember('usage_before', pg_temp.usage_count()::text);
+SELECT test.remember('usage_before', pg_temp.usage_count()::text);
 
 SELECT throws_ok(
     pg_temp.usage_sql('not-a-uuid', '{"workflow_id": "wf", "run_id": "r"}'),
@@ -326,13 +303,13 @@ SELECT throws_ok(
     'a malformed path id names no card'
 );
 SELECT throws_ok(
-    pg_temp.usage_sql(replace(pg_temp.id('c1')::text, '-', ''), '{"workflow_id": "wf", "run_id": "r"}'),
+    pg_temp.usage_sql(replace(test.id('c1')::text, '-', ''), '{"workflow_id": "wf", "run_id": "r"}'),
     'CKNFD',
     'No such card.',
     'a path id without dashes is not the canonical form, so names no card'
 );
 SELECT throws_ok(
-    pg_temp.usage_sql(pg_temp.id('c1') || '/', '{"workflow_id": "wf", "run_id": "r"}'),
+    pg_temp.usage_sql(test.id('c1') || '/', '{"workflow_id": "wf", "run_id": "r"}'),
     'CKNFD',
     'No such card.',
     'a path id with trailing characters names no card'
@@ -344,7 +321,7 @@ SELECT throws_ok(
     'an empty path id names no card'
 );
 SELECT throws_ok(
-    format($$SELECT * FROM cards.track_usage_request(%L, NULL, convert_to('{}', 'UTF8'))$$, pg_temp.id('tenant_a')),
+    format($$SELECT * FROM cards.track_usage_request(%L, NULL, convert_to('{}', 'UTF8'))$$, test.id('tenant_a')),
     'CKNFD',
     'No such card.',
     'a NULL path id names no card'
@@ -356,51 +333,51 @@ SELECT throws_ok(
     'a well-formed unknown path id is not found'
 );
 SELECT throws_ok(
-    pg_temp.usage_sql(pg_temp.id('c1')::text, '{"workflow_id": "wf", "run_id": }'),
+    pg_temp.usage_sql(test.id('c1')::text, '{"workflow_id": "wf", "run_id": }'),
     'CKJSN',
     'The request body is not valid JSON.',
     'a malformed usage body is malformed JSON'
 );
 SELECT throws_ok(
-    format('SELECT * FROM cards.track_usage_request(%L, %L, NULL)', pg_temp.id('tenant_a'), pg_temp.id('c1')),
+    format('SELECT * FROM cards.track_usage_request(%L, %L, NULL)', test.id('tenant_a'), test.id('c1')),
     'CKJSN',
     'The request body is not valid JSON.',
     'a missing (NULL) usage body is malformed JSON, not a server error'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.usage_sql(pg_temp.id('c1')::text, '"wf"')),
+    test.error_detail(pg_temp.usage_sql(test.id('c1')::text, '"wf"')),
     '[{"field": "(body)", "message": "must be a JSON object"}]',
     'a usage body that is not an object is refused'
 );
 SELECT is(
-    pg_temp.error_detail(
-        pg_temp.usage_sql(pg_temp.id('c1')::text, '{"workflow_id": "wf", "run_id": "r", "card_id": "x"}')
+    test.error_detail(
+        pg_temp.usage_sql(test.id('c1')::text, '{"workflow_id": "wf", "run_id": "r", "card_id": "x"}')
     ),
     '[{"field": "card_id", "message": "is not a known field"}]',
     'an unknown usage field is refused'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.usage_sql(pg_temp.id('c1')::text, '{"workflow_id": 7}')),
+    test.error_detail(pg_temp.usage_sql(test.id('c1')::text, '{"workflow_id": 7}')),
     '[{"field": "workflow_id", "message": "must be a string of 1 to 255 characters"},
       {"field": "run_id", "message": "must be a string of 1 to 255 characters"}]',
     'a non-string workflow_id and a missing run_id are both refused'
 );
 SELECT is(
-    pg_temp.error_detail(
-        pg_temp.usage_sql(pg_temp.id('c1')::text, '{"workflow_id": "wf", "run_id": "r", "metadata": null}')
+    test.error_detail(
+        pg_temp.usage_sql(test.id('c1')::text, '{"workflow_id": "wf", "run_id": "r", "metadata": null}')
     ),
     '[{"field": "metadata", "message": "must be a JSON object"}]',
     'an explicit null metadata is refused (omit it for {})'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.usage_sql(pg_temp.id('c1')::text, '{"workflow_id": "wf", "run_id": "r\u0000"}')),
+    test.error_detail(pg_temp.usage_sql(test.id('c1')::text, '{"workflow_id": "wf", "run_id": "r\u0000"}')),
     jsonb_build_array(jsonb_build_object('field', 'run_id', 'message', current_setting('tap.nul_message'))),
     'a NUL escape in run_id is a validation error of run_id'
 );
 SELECT is(
-    pg_temp.error_detail(
+    test.error_detail(
         pg_temp.usage_sql(
-            pg_temp.id('c1')::text, '{"workflow_id": "w\u0000", "run_id": "r", "metadata": {"\u0000": 1}}'
+            test.id('c1')::text, '{"workflow_id": "w\u0000", "run_id": "r", "metadata": {"\u0000": 1}}'
         )
     ),
     jsonb_build_array(
@@ -416,21 +393,21 @@ SELECT is(
 SELECT results_eq(
     format(
         $$SELECT r.response::jsonb - 'recorded_at', r.deduplicated FROM cards.track_usage_request(%L, %L, %L) AS r$$,
-        pg_temp.id('tenant_a'),
-        upper(pg_temp.id('c1')::text),
+        test.id('tenant_a'),
+        upper(test.id('c1')::text),
         convert_to('{"workflow_id": "wf", "run_id": "r"}', 'UTF8')
     ),
     format(
         $$VALUES (%L::jsonb, FALSE)$$,
-        jsonb_build_object('card_id', pg_temp.id('c1'), 'usage_count', 1, 'deduplicated', FALSE)
+        jsonb_build_object('card_id', test.id('c1'), 'usage_count', 1, 'deduplicated', FALSE)
     ),
     'an upper-case path id is accepted and answered in lower case; the report counts'
 );
 SELECT results_eq(
     format(
         $$SELECT r.response::jsonb -> 'usage_count', r.deduplicated FROM cards.track_usage_request(%L, %L, %L) AS r$$,
-        pg_temp.id('tenant_a'),
-        pg_temp.id('c1'),
+        test.id('tenant_a'),
+        test.id('c1'),
         convert_to('{"run_id": "r", "workflow_id": "wf", "metadata": {}}', 'UTF8')
     ),
     $$VALUES ('1'::jsonb, TRUE)$$,

@@ -7,12 +7,6 @@ BEGIN;
 SELECT plan(32);
 
 -- Test-only helpers, rolled back with the transaction.
-CREATE FUNCTION pg_temp.remember(p_name text, p_value text) RETURNS text
-LANGUAGE sql AS $$ SELECT set_config('tap.' || p_name, p_value, TRUE) $$;
-CREATE FUNCTION pg_temp.id(p_name text) RETURNS uuid
-LANGUAGE sql STABLE AS $$ SELECT current_setting('tap.' || p_name)::uuid $$;
-CREATE FUNCTION pg_temp.doc(p_name text) RETURNS jsonb
-LANGUAGE sql STABLE AS $$ SELECT current_setting('tap.' || p_name)::jsonb $$;
 -- Rows as the superuser running the suite, whom row-level security does not restrict
 -- (SECURITY DEFINER: whoever calls it).
 CREATE FUNCTION pg_temp.rows_of(p_tenant text) RETURNS jsonb
@@ -37,9 +31,9 @@ LANGUAGE sql AS $$
     SELECT set_config('cards.tenant_id', current_setting('tap.tenant_a'), TRUE);
 $$;
 
-SELECT pg_temp.remember('tenant_a', cards.create_tenant('Tenant A')::text);
-SELECT pg_temp.remember('tenant_b', cards.create_tenant('Tenant B')::text);
-SELECT pg_temp.remember(
+SELECT test.remember('tenant_a', cards.create_tenant('Tenant A')::text);
+SELECT test.remember('tenant_b', cards.create_tenant('Tenant B')::text);
+SELECT test.remember(
     'a_cards', '[{"title": "A secret", "content": {"plan": "world domination"}}, {"title": "A2", "content": 2}]'
 );
 
@@ -49,56 +43,56 @@ SELECT pg_temp.remember(
 
 SET LOCAL ROLE cards_gateway;
 
-SELECT pg_temp.remember('a_batch', b.response::text)
-FROM cards.batch_create(pg_temp.id('tenant_a'), current_setting('tap.a_cards')::jsonb, 'shared-key') AS b;
+SELECT test.remember('a_batch', b.response::text)
+FROM cards.batch_create(test.id('tenant_a'), current_setting('tap.a_cards')::jsonb, 'shared-key') AS b;
 SELECT
-    pg_temp.remember('a1', pg_temp.doc('a_batch') -> 'cards' -> 0 ->> 'id') AS a1,
-    pg_temp.remember('a2', pg_temp.doc('a_batch') -> 'cards' -> 1 ->> 'id') AS a2;
-SELECT cards.track_usage(pg_temp.id('tenant_a'), pg_temp.id('a1'), 'wf', 'run-a');
-SELECT pg_temp.remember('a_before', pg_temp.rows_of('tenant_a')::text);
-SELECT pg_temp.remember('a1_before', cards.retrieve(pg_temp.id('tenant_a'), ARRAY[pg_temp.id('a1')])::text);
+    test.remember('a1', test.doc('a_batch') -> 'cards' -> 0 ->> 'id') AS a1,
+    test.remember('a2', test.doc('a_batch') -> 'cards' -> 1 ->> 'id') AS a2;
+SELECT cards.track_usage(test.id('tenant_a'), test.id('a1'), 'wf', 'run-a');
+SELECT test.remember('a_before', pg_temp.rows_of('tenant_a')::text);
+SELECT test.remember('a1_before', cards.retrieve(test.id('tenant_a'), ARRAY[test.id('a1')])::text);
 
 -- ---------------------------------------------------------------------------------
 -- Persona: tenant B, through the gateway role — aiming at tenant A
 -- ---------------------------------------------------------------------------------
 
-SELECT pg_temp.remember('b_batch', b.response::text)
-FROM cards.batch_create(pg_temp.id('tenant_b'), current_setting('tap.a_cards')::jsonb) AS b;
-SELECT pg_temp.remember('b1', pg_temp.doc('b_batch') -> 'cards' -> 0 ->> 'id');
+SELECT test.remember('b_batch', b.response::text)
+FROM cards.batch_create(test.id('tenant_b'), current_setting('tap.a_cards')::jsonb) AS b;
+SELECT test.remember('b1', test.doc('b_batch') -> 'cards' -> 0 ->> 'id');
 
 SELECT is(
-    pg_temp.doc('b_batch') - 'cards',
+    test.doc('b_batch') - 'cards',
     '{"created": 2, "duplicates": 0}',
     'tenant B''s cards with tenant A''s exact content are created: dedupe never matches another tenant''s card'
 );
-SELECT isnt(pg_temp.id('b1'), pg_temp.id('a1'), 'tenant B gets its own id, not tenant A''s');
+SELECT isnt(test.id('b1'), test.id('a1'), 'tenant B gets its own id, not tenant A''s');
 SELECT is(
-    pg_temp.doc('b_batch') -> 'cards' -> 0 ->> 'content_hash',
-    pg_temp.doc('a_batch') -> 'cards' -> 0 ->> 'content_hash',
+    test.doc('b_batch') -> 'cards' -> 0 ->> 'content_hash',
+    test.doc('a_batch') -> 'cards' -> 0 ->> 'content_hash',
     'though the content hash is the same'
 );
 SELECT is(
-    cards.retrieve(pg_temp.id('tenant_b'), ARRAY[pg_temp.id('a1'), pg_temp.id('b1'), pg_temp.id('a2')])::jsonb
+    cards.retrieve(test.id('tenant_b'), ARRAY[test.id('a1'), test.id('b1'), test.id('a2')])::jsonb
     -> 'missing',
-    jsonb_build_array(pg_temp.id('a1'), pg_temp.id('a2')),
+    jsonb_build_array(test.id('a1'), test.id('a2')),
     'tenant B retrieving tenant A''s ids finds them missing'
 );
 SELECT is(
     jsonb_array_length(
-        cards.retrieve(pg_temp.id('tenant_b'), ARRAY[pg_temp.id('a1'), pg_temp.id('b1')])::jsonb -> 'cards'
+        cards.retrieve(test.id('tenant_b'), ARRAY[test.id('a1'), test.id('b1')])::jsonb -> 'cards'
     ),
     1,
     'and gets only its own card'
 );
 SELECT is(
     cards.retrieve_request(
-        pg_temp.id('tenant_b'), convert_to(format('{"ids": ["%s"]}', pg_temp.id('a1')), 'UTF8')
+        test.id('tenant_b'), convert_to(format('{"ids": ["%s"]}', test.id('a1')), 'UTF8')
     )::jsonb,
-    jsonb_build_object('cards', '[]'::jsonb, 'missing', jsonb_build_array(pg_temp.id('a1'))),
+    jsonb_build_object('cards', '[]'::jsonb, 'missing', jsonb_build_array(test.id('a1'))),
     'retrieve_request likewise'
 );
 SELECT throws_ok(
-    format($$SELECT cards.track_usage(%L, %L, 'wf', 'run-b')$$, pg_temp.id('tenant_b'), pg_temp.id('a1')),
+    format($$SELECT cards.track_usage(%L, %L, 'wf', 'run-b')$$, test.id('tenant_b'), test.id('a1')),
     'CKNFD',
     'No such card.',
     'tenant B cannot report usage of tenant A''s card'
@@ -108,7 +102,7 @@ SELECT throws_ok(
         $$SELECT * FROM cards.track_usage_request(
             %L, %L, convert_to('{"workflow_id": "wf", "run_id": "run-b"}', 'UTF8')
         )$$,
-        pg_temp.id('tenant_b'), pg_temp.id('a1')
+        test.id('tenant_b'), test.id('a1')
     ),
     'CKNFD',
     'No such card.',
@@ -117,7 +111,7 @@ SELECT throws_ok(
 SELECT is(
     (
         SELECT b.replayed FROM cards.batch_create(
-            pg_temp.id('tenant_b'), current_setting('tap.a_cards')::jsonb, 'shared-key'
+            test.id('tenant_b'), current_setting('tap.a_cards')::jsonb, 'shared-key'
         ) AS b
     ),
     FALSE,
@@ -126,7 +120,7 @@ SELECT is(
 
 -- The lifecycle endpoints (second stage) are held to the same wall.
 SELECT throws_ok(
-    format('SELECT * FROM cards.get_card(%L, %L)', pg_temp.id('tenant_b'), pg_temp.id('a1')),
+    format('SELECT * FROM cards.get_card(%L, %L)', test.id('tenant_b'), test.id('a1')),
     'CKNFD',
     'No such card.',
     'tenant B cannot read tenant A''s card by id'
@@ -134,26 +128,26 @@ SELECT throws_ok(
 SELECT throws_ok(
     format(
         $$SELECT * FROM cards.update_card(%L, %L, '*', convert_to('{"title": "pwned"}', 'UTF8'))$$,
-        pg_temp.id('tenant_b'), pg_temp.id('a1')
+        test.id('tenant_b'), test.id('a1')
     ),
     'CKNFD',
     'No such card.',
     'tenant B cannot update tenant A''s card'
 );
 SELECT throws_ok(
-    format('SELECT cards.delete_card(%L, %L)', pg_temp.id('tenant_b'), pg_temp.id('a1')),
+    format('SELECT cards.delete_card(%L, %L)', test.id('tenant_b'), test.id('a1')),
     'CKNFD',
     'No such card.',
     'tenant B cannot delete tenant A''s card'
 );
 SELECT throws_ok(
-    format('SELECT * FROM cards.restore_card(%L, %L)', pg_temp.id('tenant_b'), pg_temp.id('a1')),
+    format('SELECT * FROM cards.restore_card(%L, %L)', test.id('tenant_b'), test.id('a1')),
     'CKNFD',
     'No such card.',
     'tenant B cannot restore tenant A''s card'
 );
 SELECT throws_ok(
-    format('SELECT cards.card_usage_history(%L, %L)', pg_temp.id('tenant_b'), pg_temp.id('a1')),
+    format('SELECT cards.card_usage_history(%L, %L)', test.id('tenant_b'), test.id('a1')),
     'CKNFD',
     'No such card.',
     'tenant B cannot read the usage history of tenant A''s card'
@@ -161,14 +155,14 @@ SELECT throws_ok(
 SELECT is_empty(
     format(
         $$SELECT c FROM json_array_elements(cards.list_cards(%L) -> 'cards') AS c WHERE c ->> 'id' IN (%L, %L)$$,
-        pg_temp.id('tenant_b'), pg_temp.id('a1'), pg_temp.id('a2')
+        test.id('tenant_b'), test.id('a1'), test.id('a2')
     ),
     'tenant B''s listing holds none of tenant A''s cards'
 );
 SELECT is(
     (
         SELECT sum((b.bucket ->> 'events')::integer)
-        FROM json_array_elements(cards.usage_summary(pg_temp.id('tenant_b')) -> 'buckets') AS b (bucket)
+        FROM json_array_elements(cards.usage_summary(test.id('tenant_b')) -> 'buckets') AS b (bucket)
     ),
     0::bigint,
     'tenant B''s usage summary counts none of tenant A''s usage'
@@ -181,8 +175,8 @@ SELECT is(
 SELECT pg_temp.caller_sets_maintenance_scope();
 
 SELECT is(
-    cards.retrieve(pg_temp.id('tenant_b'), ARRAY[pg_temp.id('a1')])::jsonb -> 'missing',
-    jsonb_build_array(pg_temp.id('a1')),
+    cards.retrieve(test.id('tenant_b'), ARRAY[test.id('a1')])::jsonb -> 'missing',
+    jsonb_build_array(test.id('a1')),
     'a caller-set maintenance scope does not let retrieve cross tenants'
 );
 SELECT is(
@@ -193,7 +187,7 @@ SELECT is(
 
 SELECT pg_temp.caller_sets_maintenance_scope();
 SELECT throws_ok(
-    format($$SELECT cards.track_usage(%L, %L, 'wf', 'run-m')$$, pg_temp.id('tenant_b'), pg_temp.id('a1')),
+    format($$SELECT cards.track_usage(%L, %L, 'wf', 'run-m')$$, test.id('tenant_b'), test.id('a1')),
     'CKNFD',
     'No such card.',
     'a caller-set maintenance scope does not let track_usage reach another tenant''s card'
@@ -203,7 +197,7 @@ SELECT pg_temp.caller_sets_maintenance_scope();
 SELECT is(
     (
         SELECT b.response::jsonb -> 'cards' -> 0 ->> 'status' FROM cards.batch_create(
-            pg_temp.id('tenant_b'), '[{"title": "A2", "content": 2}, {"title": "new in B", "content": 3}]'
+            test.id('tenant_b'), '[{"title": "A2", "content": 2}, {"title": "new in B", "content": 3}]'
         ) AS b
     ),
     'duplicate',
@@ -214,7 +208,7 @@ SELECT pg_temp.caller_sets_maintenance_scope();
 SELECT is(
     (
         SELECT b.replayed FROM cards.batch_create(
-            pg_temp.id('tenant_b'), '[{"title": "B only", "content": 1}]', 'a-key-only'
+            test.id('tenant_b'), '[{"title": "B only", "content": 1}]', 'a-key-only'
         ) AS b
     ),
     FALSE,
@@ -223,7 +217,7 @@ SELECT is(
 
 SELECT pg_temp.caller_sets_maintenance_scope();
 SELECT throws_ok(
-    format('SELECT * FROM cards.get_card(%L, %L)', pg_temp.id('tenant_b'), pg_temp.id('a1')),
+    format('SELECT * FROM cards.get_card(%L, %L)', test.id('tenant_b'), test.id('a1')),
     'CKNFD',
     'No such card.',
     'a caller-set maintenance scope does not let get_card cross tenants'
@@ -259,13 +253,13 @@ SELECT is(
     'revoke_api_key leaves its transaction in maintenance scope'
 );
 SELECT is(
-    cards.retrieve(pg_temp.id('tenant_b'), ARRAY[pg_temp.id('a1')])::jsonb -> 'missing',
-    jsonb_build_array(pg_temp.id('a1')),
+    cards.retrieve(test.id('tenant_b'), ARRAY[test.id('a1')])::jsonb -> 'missing',
+    jsonb_build_array(test.id('a1')),
     'an endpoint called after it in the same transaction still cannot cross tenants'
 );
 SELECT cards.purge_expired_idempotency_keys();
 SELECT throws_ok(
-    format($$SELECT cards.track_usage(%L, %L, 'wf', 'run-p')$$, pg_temp.id('tenant_b'), pg_temp.id('a1')),
+    format($$SELECT cards.track_usage(%L, %L, 'wf', 'run-p')$$, test.id('tenant_b'), test.id('a1')),
     'CKNFD',
     'No such card.',
     'nor after purge_expired_idempotency_keys'
@@ -280,14 +274,14 @@ RESET ROLE;
 SET LOCAL ROLE cards_gateway;
 
 SELECT is(
-    cards.retrieve(pg_temp.id('tenant_a'), ARRAY[pg_temp.id('a1')])::jsonb,
-    pg_temp.doc('a1_before'),
+    cards.retrieve(test.id('tenant_a'), ARRAY[test.id('a1')])::jsonb,
+    test.doc('a1_before'),
     'tenant A''s card is exactly as before: same title, content and usage'
 );
 SELECT is(
     (
         SELECT b.response::text FROM cards.batch_create(
-            pg_temp.id('tenant_a'), current_setting('tap.a_cards')::jsonb, 'shared-key'
+            test.id('tenant_a'), current_setting('tap.a_cards')::jsonb, 'shared-key'
         ) AS b
     ),
     current_setting('tap.a_batch'),
@@ -295,7 +289,7 @@ SELECT is(
 );
 SELECT is(
     pg_temp.rows_of('tenant_a'),
-    pg_temp.doc('a_before'),
+    test.doc('a_before'),
     'tenant B wrote no card, usage event or idempotency key under tenant A'
 );
 SELECT is(

@@ -6,29 +6,6 @@ BEGIN;
 SELECT plan(24);
 
 -- Test-only helpers, rolled back with the transaction.
-CREATE FUNCTION pg_temp.remember(p_name text, p_value text) RETURNS text
-LANGUAGE sql AS $$ SELECT set_config('tap.' || p_name, p_value, TRUE) $$;
-CREATE FUNCTION pg_temp.id(p_name text) RETURNS uuid
-LANGUAGE sql STABLE AS $$ SELECT current_setting('tap.' || p_name)::uuid $$;
--- The DETAIL of the CKVAL error the statement raises (the problem's "errors"), the
--- string "no error" when it succeeds, or "SQLSTATE: message" for any other error.
-CREATE FUNCTION pg_temp.error_detail(p_sql text) RETURNS jsonb
-LANGUAGE plpgsql AS $$
-DECLARE
-    v_state text;
-    v_message text;
-    v_detail text;
-BEGIN
-    EXECUTE p_sql;
-    RETURN '"no error"';
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT, v_detail = PG_EXCEPTION_DETAIL;
-    IF v_state <> 'CKVAL' THEN
-        RETURN to_jsonb(v_state || ': ' || v_message);
-    END IF;
-    RETURN v_detail::jsonb;
-END
-$$;
 -- Rows as the superuser running the suite, whom row-level security does not restrict
 -- (SECURITY DEFINER: whoever calls them).
 CREATE FUNCTION pg_temp.stored_keys() RETURNS text[]
@@ -42,8 +19,8 @@ $$;
 CREATE FUNCTION pg_temp.card_count() RETURNS bigint
 LANGUAGE sql SECURITY DEFINER AS $$ SELECT count(*) FROM cards.cards $$;
 
-SELECT pg_temp.remember('tenant_a', cards.create_tenant('Tenant A')::text);
-SELECT pg_temp.remember('tenant_b', cards.create_tenant('Tenant B')::text);
+SELECT test.remember('tenant_a', cards.create_tenant('Tenant A')::text);
+SELECT test.remember('tenant_b', cards.create_tenant('Tenant B')::text);
 
 SELECT count(*) FROM (
     SELECT b.replayed
@@ -70,7 +47,7 @@ UPDATE cards.idempotency_keys SET expires_at = now()
 WHERE idempotency_key = 'a-at-now';
 UPDATE cards.idempotency_keys SET expires_at = now() + interval '1 second'
 WHERE idempotency_key = 'b-soon';
-SELECT pg_temp.remember('cards_before', pg_temp.card_count()::text);
+SELECT test.remember('cards_before', pg_temp.card_count()::text);
 
 -- ---------------------------------------------------------------------------------
 -- Persona: the gateway role may not run maintenance
@@ -122,7 +99,7 @@ SET LOCAL ROLE cards_gateway;
 SELECT is(
     (
         SELECT b.replayed FROM cards.batch_create(
-            pg_temp.id('tenant_b'), '[{"title": "b-soon", "content": 1}]', 'b-soon'
+            test.id('tenant_b'), '[{"title": "b-soon", "content": 1}]', 'b-soon'
         ) AS b
     ),
     TRUE,
@@ -131,7 +108,7 @@ SELECT is(
 SELECT is(
     (
         SELECT b.replayed FROM cards.batch_create(
-            pg_temp.id('tenant_a'), '[{"title": "other cards", "content": 1}]', 'a-old-1'
+            test.id('tenant_a'), '[{"title": "other cards", "content": 1}]', 'a-old-1'
         ) AS b
     ),
     FALSE,
@@ -144,12 +121,12 @@ RESET ROLE;
 -- Persona: admin — purge_usage_events
 -- ---------------------------------------------------------------------------------
 
-SELECT pg_temp.remember('card_a', b.response -> 'cards' -> 0 ->> 'id')
-FROM cards.batch_create(pg_temp.id('tenant_a'), '[{"title": "used", "content": 1}]') AS b;
-SELECT pg_temp.remember('card_b', b.response -> 'cards' -> 0 ->> 'id')
-FROM cards.batch_create(pg_temp.id('tenant_b'), '[{"title": "used", "content": 1}]') AS b;
+SELECT test.remember('card_a', b.response -> 'cards' -> 0 ->> 'id')
+FROM cards.batch_create(test.id('tenant_a'), '[{"title": "used", "content": 1}]') AS b;
+SELECT test.remember('card_b', b.response -> 'cards' -> 0 ->> 'id')
+FROM cards.batch_create(test.id('tenant_b'), '[{"title": "used", "content": 1}]') AS b;
 SELECT count(*) FROM (
-    SELECT cards.track_usage(current_setting('tap.' || u.tenant)::uuid, pg_temp.id(u.card), 'wf', u.run_id)
+    SELECT cards.track_usage(current_setting('tap.' || u.tenant)::uuid, test.id(u.card), 'wf', u.run_id)
     FROM (
         VALUES
         ('tenant_a', 'card_a', 'a-100-days'), ('tenant_a', 'card_a', 'a-10-days'), ('tenant_a', 'card_a', 'a-now'),
@@ -168,12 +145,12 @@ WHERE run_id = 'b-200-days';
 SET LOCAL ROLE cards_admin;
 
 SELECT is(
-    pg_temp.error_detail('SELECT cards.purge_usage_events(interval ''10 minutes'')'),
+    test.error_detail('SELECT cards.purge_usage_events(interval ''10 minutes'')'),
     '[{"field": "p_older_than", "message": "must be at least 1 hour; p_limit at least 1"}]',
     'a retention window under an hour is refused'
 );
 SELECT is(
-    pg_temp.error_detail('SELECT cards.purge_usage_events(interval ''1 day'', 0)'),
+    test.error_detail('SELECT cards.purge_usage_events(interval ''1 day'', 0)'),
     '[{"field": "p_older_than", "message": "must be at least 1 hour; p_limit at least 1"}]',
     'a limit under 1 is refused'
 );
@@ -192,22 +169,22 @@ RESET ROLE;
 SET LOCAL ROLE cards_gateway;
 
 SELECT is(
-    cards.retrieve(pg_temp.id('tenant_a'), ARRAY[pg_temp.id('card_a')])::jsonb -> 'cards' -> 0 -> 'usage_count',
+    cards.retrieve(test.id('tenant_a'), ARRAY[test.id('card_a')])::jsonb -> 'cards' -> 0 -> 'usage_count',
     '3',
     'purging usage events leaves the usage count as it was'
 );
 SELECT is(
-    cards.retrieve(pg_temp.id('tenant_b'), ARRAY[pg_temp.id('card_b')])::jsonb -> 'cards' -> 0 -> 'usage_count',
+    cards.retrieve(test.id('tenant_b'), ARRAY[test.id('card_b')])::jsonb -> 'cards' -> 0 -> 'usage_count',
     '1',
     'for every tenant'
 );
 SELECT is(
-    cards.track_usage(pg_temp.id('tenant_a'), pg_temp.id('card_a'), 'wf', 'a-now')::jsonb -> 'deduplicated',
+    cards.track_usage(test.id('tenant_a'), test.id('card_a'), 'wf', 'a-now')::jsonb -> 'deduplicated',
     'true',
     'a run whose event is kept is still deduplicated'
 );
 SELECT is(
-    cards.track_usage(pg_temp.id('tenant_a'), pg_temp.id('card_a'), 'wf', 'a-10-days')::jsonb
+    cards.track_usage(test.id('tenant_a'), test.id('card_a'), 'wf', 'a-10-days')::jsonb
     - '{card_id,recorded_at}'::text[],
     '{"usage_count": 4, "deduplicated": false}',
     'a run reported again after its event was purged counts again: the dedupe window is the retention window'

@@ -9,31 +9,6 @@ BEGIN;
 SELECT plan(57);
 
 -- Test-only helpers, rolled back with the transaction.
-CREATE FUNCTION pg_temp.remember(p_name text, p_value text) RETURNS text
-LANGUAGE sql AS $$ SELECT set_config('tap.' || p_name, p_value, TRUE) $$;
-CREATE FUNCTION pg_temp.id(p_name text) RETURNS uuid
-LANGUAGE sql STABLE AS $$ SELECT current_setting('tap.' || p_name)::uuid $$;
-CREATE FUNCTION pg_temp.doc(p_name text) RETURNS jsonb
-LANGUAGE sql STABLE AS $$ SELECT current_setting('tap.' || p_name)::jsonb $$;
--- The DETAIL of the CKVAL error the statement raises (the problem's "errors"), the
--- string "no error" when it succeeds, or "SQLSTATE: message" for any other error.
-CREATE FUNCTION pg_temp.error_detail(p_sql text) RETURNS jsonb
-LANGUAGE plpgsql AS $$
-DECLARE
-    v_state text;
-    v_message text;
-    v_detail text;
-BEGIN
-    EXECUTE p_sql;
-    RETURN '"no error"';
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT, v_detail = PG_EXCEPTION_DETAIL;
-    IF v_state <> 'CKVAL' THEN
-        RETURN to_jsonb(v_state || ': ' || v_message);
-    END IF;
-    RETURN v_detail::jsonb;
-END
-$$;
 -- A card id as the gateway passes it (path text): a fixture's id, or the text itself.
 CREATE FUNCTION pg_temp.ref(p_card text) RETURNS text
 LANGUAGE sql STABLE AS $$ SELECT coalesce(current_setting('tap.' || p_card, TRUE), p_card) $$;
@@ -76,27 +51,27 @@ LANGUAGE sql SECURITY DEFINER AS $$
     SELECT to_jsonb(c) FROM cards.cards AS c WHERE c.card_id = pg_temp.ref(p_card)::uuid
 $$;
 
-SELECT pg_temp.remember('tenant_a', cards.create_tenant('Tenant A')::text);
-SELECT pg_temp.remember('tenant_b', cards.create_tenant('Tenant B')::text);
-SELECT pg_temp.remember('tenant_z', cards.create_tenant('Scratch tenant for expected hashes')::text);
-SELECT pg_temp.remember('unknown', 'a0000000-0000-4000-8000-00000000000a');
+SELECT test.remember('tenant_a', cards.create_tenant('Tenant A')::text);
+SELECT test.remember('tenant_b', cards.create_tenant('Tenant B')::text);
+SELECT test.remember('tenant_z', cards.create_tenant('Scratch tenant for expected hashes')::text);
+SELECT test.remember('unknown', 'a0000000-0000-4000-8000-00000000000a');
 
 SELECT
-    pg_temp.remember('p1', b.response -> 'cards' -> 0 ->> 'id') AS p1,
-    pg_temp.remember('p2', b.response -> 'cards' -> 1 ->> 'id') AS p2
-FROM cards.batch_create(pg_temp.id('tenant_a'), $$[
+    test.remember('p1', b.response -> 'cards' -> 0 ->> 'id') AS p1,
+    test.remember('p2', b.response -> 'cards' -> 1 ->> 'id') AS p2
+FROM cards.batch_create(test.id('tenant_a'), $$[
     {"title": "Brand voice", "content": {"tone": "warm"}, "kind": "brand", "tags": ["brand", "tone"],
      "metadata": {"source": "onboarding", "owner": "ana"}},
     {"title": "Taken", "content": "taken"}
 ]$$) AS b;
-SELECT pg_temp.remember('b1', b.response -> 'cards' -> 0 ->> 'id') AS b1
-FROM cards.batch_create(pg_temp.id('tenant_b'), '[{"title": "B one", "content": "b"}]') AS b;
-SELECT cards.track_usage(pg_temp.id('tenant_a'), pg_temp.id('p1'), 'wf', 'run-1');
+SELECT test.remember('b1', b.response -> 'cards' -> 0 ->> 'id') AS b1
+FROM cards.batch_create(test.id('tenant_b'), '[{"title": "B one", "content": "b"}]') AS b;
+SELECT cards.track_usage(test.id('tenant_a'), test.id('p1'), 'wf', 'run-1');
 -- Created in the past (the suite runs in one transaction: now() stands still), so that
 -- a change's updated_at can be told from the creation's.
 UPDATE cards.cards SET created_at = '2024-01-02 03:04:05.000006+00', updated_at = '2024-01-02 03:04:05.000006+00'
-WHERE tenant_id = pg_temp.id('tenant_a');
-SELECT pg_temp.remember('now', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'));
+WHERE tenant_id = test.id('tenant_a');
+SELECT test.remember('now', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'));
 
 -- ---------------------------------------------------------------------------------
 -- Persona: tenant A, through the gateway role — get_card
@@ -106,13 +81,13 @@ SET LOCAL ROLE cards_gateway;
 
 SELECT is(
     pg_temp.get('p1') -> 'card',
-    cards.retrieve(pg_temp.id('tenant_a'), ARRAY[pg_temp.id('p1')])::jsonb -> 'cards' -> 0,
+    cards.retrieve(test.id('tenant_a'), ARRAY[test.id('p1')])::jsonb -> 'cards' -> 0,
     'get_card answers the card as retrieve does, usage included'
 );
 SELECT is(
     pg_temp.get('p1') -> 'card',
     jsonb_build_object(
-        'id', pg_temp.id('p1'), 'kind', 'brand', 'title', 'Brand voice', 'content', '{"tone": "warm"}'::jsonb,
+        'id', test.id('p1'), 'kind', 'brand', 'title', 'Brand voice', 'content', '{"tone": "warm"}'::jsonb,
         'tags', '["brand", "tone"]'::jsonb, 'metadata', '{"source": "onboarding", "owner": "ana"}'::jsonb,
         'content_hash', pg_temp.batch_hash('{"kind": "brand", "title": "Brand voice", "content": {"tone": "warm"}}'),
         'usage_count', 1, 'created_at', '2024-01-02T03:04:05.000006Z', 'updated_at', '2024-01-02T03:04:05.000006Z',
@@ -135,7 +110,7 @@ SELECT throws_ok(
     'an id without its hyphens is not the canonical form: not found'
 );
 SELECT throws_ok(
-    format('SELECT * FROM cards.get_card(%L, NULL)', pg_temp.id('tenant_a')),
+    format('SELECT * FROM cards.get_card(%L, NULL)', test.id('tenant_a')),
     'CKNFD',
     'No such card.',
     'no id is not found'
@@ -145,8 +120,8 @@ SELECT throws_ok(
 -- Persona: tenant A — update_card's precondition (If-Match)
 -- ---------------------------------------------------------------------------------
 
-SELECT pg_temp.remember('p1_v1', pg_temp.stored('p1')::text);
-SELECT pg_temp.remember('p1_doc_v1', pg_temp.get('p1')::text);
+SELECT test.remember('p1_v1', pg_temp.stored('p1')::text);
+SELECT test.remember('p1_doc_v1', pg_temp.get('p1')::text);
 
 SELECT throws_ok(
     pg_temp.update_sql('p1', NULL, '{"title": "New voice"}'),
@@ -178,35 +153,35 @@ SELECT throws_ok(
     'The card has changed since it was read; read it again and retry.',
     'an empty If-Match matches nothing'
 );
-SELECT is(pg_temp.stored('p1'), pg_temp.doc('p1_v1'), 'a refused precondition writes nothing');
+SELECT is(pg_temp.stored('p1'), test.doc('p1_v1'), 'a refused precondition writes nothing');
 
 -- ---------------------------------------------------------------------------------
 -- Persona: tenant A — update_card's changes, one version each
 -- ---------------------------------------------------------------------------------
 
-SELECT pg_temp.remember('v2', pg_temp.patch('p1', '"1"', '{"title": "New voice"}')::text);
-SELECT is(pg_temp.doc('v2') ->> 'etag', '"2"', 'an update with the current ETag succeeds and answers the next ETag');
+SELECT test.remember('v2', pg_temp.patch('p1', '"1"', '{"title": "New voice"}')::text);
+SELECT is(test.doc('v2') ->> 'etag', '"2"', 'an update with the current ETag succeeds and answers the next ETag');
 SELECT is(
-    (pg_temp.doc('v2') -> 'card') - '{content_hash,updated_at}'::text[],
-    ((pg_temp.doc('p1_doc_v1') -> 'card') - '{content_hash,updated_at}'::text[]) || '{"title": "New voice"}',
+    (test.doc('v2') -> 'card') - '{content_hash,updated_at}'::text[],
+    ((test.doc('p1_doc_v1') -> 'card') - '{content_hash,updated_at}'::text[]) || '{"title": "New voice"}',
     'the answer is the card with the named field replaced and the others kept'
 );
 SELECT is(
-    pg_temp.doc('v2') -> 'card' ->> 'content_hash',
+    test.doc('v2') -> 'card' ->> 'content_hash',
     pg_temp.batch_hash('{"kind": "brand", "title": "New voice", "content": {"tone": "warm"}}'),
     'a title change re-hashes the card: the hash batch_create gives the new kind, title and content'
 );
 SELECT is(
-    pg_temp.doc('v2') -> 'card' ->> 'updated_at',
+    test.doc('v2') -> 'card' ->> 'updated_at',
     current_setting('tap.now'),
     'updated_at becomes the time of the change'
 );
 SELECT is(
-    pg_temp.doc('v2') -> 'card' ->> 'created_at',
+    test.doc('v2') -> 'card' ->> 'created_at',
     '2024-01-02T03:04:05.000006Z',
     'created_at does not change'
 );
-SELECT is(pg_temp.get('p1'), pg_temp.doc('v2'), 'get_card answers the updated card and its new ETag');
+SELECT is(pg_temp.get('p1'), test.doc('v2'), 'get_card answers the updated card and its new ETag');
 SELECT throws_ok(
     pg_temp.update_sql('p1', '"1"', '{"title": "Lost update"}'),
     'CKPFL',
@@ -225,7 +200,7 @@ SELECT is(
     pg_temp.batch_hash('{"kind": "voice", "title": "New voice", "content": {"tone": "crisp"}}'),
     'If-Match may list several ETags, any one matching; a kind change re-hashes'
 );
-SELECT pg_temp.remember('v4', pg_temp.get('p1')::text);
+SELECT test.remember('v4', pg_temp.get('p1')::text);
 
 SELECT is(
     pg_temp.patch('p1', '"4"', '{"tags": ["voice"]}') -> 'card' -> 'tags',
@@ -234,7 +209,7 @@ SELECT is(
 );
 SELECT is(
     pg_temp.get('p1') -> 'card' ->> 'content_hash',
-    pg_temp.doc('v4') -> 'card' ->> 'content_hash',
+    test.doc('v4') -> 'card' ->> 'content_hash',
     'and keeps the content_hash'
 );
 SELECT is(
@@ -244,16 +219,16 @@ SELECT is(
 );
 SELECT is(
     jsonb_build_array(pg_temp.get('p1') ->> 'etag', pg_temp.get('p1') -> 'card' ->> 'content_hash'),
-    jsonb_build_array('"6"', pg_temp.doc('v4') -> 'card' ->> 'content_hash'),
+    jsonb_build_array('"6"', test.doc('v4') -> 'card' ->> 'content_hash'),
     'and bumps the version but keeps the content_hash'
 );
 
 -- Age the last change, so that a no-op can be told from a change.
 RESET ROLE;
 UPDATE cards.cards SET updated_at = '2024-02-03 04:05:06+00'
-WHERE card_id = pg_temp.id('p1');
+WHERE card_id = test.id('p1');
 SET LOCAL ROLE cards_gateway;
-SELECT pg_temp.remember('p1_v6', pg_temp.stored('p1')::text);
+SELECT test.remember('p1_v6', pg_temp.stored('p1')::text);
 
 SELECT is(
     pg_temp.patch('p1', '"6"', '{}'),
@@ -268,7 +243,7 @@ SELECT is(
     'a patch that repeats the current values answers the same ETag'
 );
 SELECT is(
-    pg_temp.stored('p1'), pg_temp.doc('p1_v6'), 'a patch that changes nothing writes nothing, updated_at included'
+    pg_temp.stored('p1'), test.doc('p1_v6'), 'a patch that changes nothing writes nothing, updated_at included'
 );
 
 -- ---------------------------------------------------------------------------------
@@ -294,48 +269,48 @@ SELECT throws_ok(
     'a patch that makes the card invalid is a validation error'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.update_sql('p1', '*', '{"title": ""}')),
+    test.error_detail(pg_temp.update_sql('p1', '*', '{"title": ""}')),
     '[{"field": "title", "message": "must be 1 to 500 characters"}]',
     'the error names the field and the rule, with no index'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.update_sql('p1', '*', '{"title": null}')),
+    test.error_detail(pg_temp.update_sql('p1', '*', '{"title": null}')),
     '[{"field": "title", "message": "must be a string"}]',
     'a null title is refused: a patch cannot remove a required field'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.update_sql('p1', '*', '{"content": null}')),
+    test.error_detail(pg_temp.update_sql('p1', '*', '{"content": null}')),
     '[{"field": "content", "message": "must not be null"}]',
     'null content is refused'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.update_sql('p1', '*', '{"kind": "Brand Voice"}')),
+    test.error_detail(pg_temp.update_sql('p1', '*', '{"kind": "Brand Voice"}')),
     '[{"field": "kind", "message": "must be 1 to 64 characters of a-z, 0-9, \"_\", \".\" and \"-\""}]',
     'an invalid kind is refused'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.update_sql('p1', '*', '{"tags": ["x", "y", "x"]}')),
+    test.error_detail(pg_temp.update_sql('p1', '*', '{"tags": ["x", "y", "x"]}')),
     '[{"field": "tags", "message": "must not repeat a tag: \"x\""}]',
     'a repeated tag is refused, naming it'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.update_sql('p1', '*', '{"metadata": null}')),
+    test.error_detail(pg_temp.update_sql('p1', '*', '{"metadata": null}')),
     '[{"field": "metadata", "message": "must be a JSON object"}]',
     'null metadata is refused'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.update_sql('p1', '*', '{"id": "x", "title": ""}')),
+    test.error_detail(pg_temp.update_sql('p1', '*', '{"id": "x", "title": ""}')),
     '[{"field": "id", "message": "is not a known field"},
       {"field": "title", "message": "must be 1 to 500 characters"}]',
     'an unknown field is refused, together with every other error'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.update_sql('p1', '*', '["title"]')),
+    test.error_detail(pg_temp.update_sql('p1', '*', '["title"]')),
     '[{"field": "(body)", "message": "must be a JSON object"}]',
     'a body that is not an object is refused'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.update_sql('p1', '*', '{"content": {"a": ["x\u0000"]}, "title": "t\u0000"}')),
+    test.error_detail(pg_temp.update_sql('p1', '*', '{"content": {"a": ["x\u0000"]}, "title": "t\u0000"}')),
     '[{"field": "content", "message": "must not contain NUL (\\u0000)"},
       {"field": "title", "message": "must not contain NUL (\\u0000)"}]',
     'a NUL escape anywhere in a field is a validation error naming the field, not a server error'
@@ -353,7 +328,7 @@ SELECT throws_ok(
     'an empty body is malformed JSON'
 );
 SELECT throws_ok(
-    format($$SELECT * FROM cards.update_card(%L, %L, '*', '\x7b22ff')$$, pg_temp.id('tenant_a'), pg_temp.id('p1')),
+    format($$SELECT * FROM cards.update_card(%L, %L, '*', '\x7b22ff')$$, test.id('tenant_a'), test.id('p1')),
     'CKJSN',
     'The request body is not valid UTF-8.',
     'a body that is not UTF-8 is refused as such'
@@ -370,7 +345,7 @@ SELECT throws_ok(
     'No such card.',
     'an update of a malformed id is not found'
 );
-SELECT is(pg_temp.stored('p1'), pg_temp.doc('p1_v6'), 'no refused update wrote anything to the card');
+SELECT is(pg_temp.stored('p1'), test.doc('p1_v6'), 'no refused update wrote anything to the card');
 SELECT is(
     (pg_temp.stored('p2') ->> 'version')::integer, 1, 'nor to the card it would have duplicated'
 );
@@ -382,7 +357,7 @@ RESET ROLE;
 -- ---------------------------------------------------------------------------------
 
 SET LOCAL ROLE cards_gateway;
-SELECT pg_temp.remember('p2_before_b', pg_temp.stored('p2')::text);
+SELECT test.remember('p2_before_b', pg_temp.stored('p2')::text);
 
 SELECT throws_ok(
     pg_temp.get_sql('p1', 'tenant_b'), 'CKNFD', 'No such card.', 'tenant B cannot read tenant A''s card'
@@ -394,7 +369,7 @@ SELECT throws_ok(
     'nor update it, even with If-Match *'
 );
 SELECT is(
-    (SELECT g.etag FROM cards.get_card(pg_temp.id('tenant_b'), pg_temp.ref('b1')) AS g),
+    (SELECT g.etag FROM cards.get_card(test.id('tenant_b'), pg_temp.ref('b1')) AS g),
     '"1"',
     'tenant B reads its own card'
 );
@@ -415,13 +390,13 @@ RESET ROLE;
 -- Persona: superuser — what tenant B's calls wrote
 -- ---------------------------------------------------------------------------------
 
-SELECT is(pg_temp.stored('p2'), pg_temp.doc('p2_before_b'), 'tenant B''s update left tenant A''s card as it was');
+SELECT is(pg_temp.stored('p2'), test.doc('p2_before_b'), 'tenant B''s update left tenant A''s card as it was');
 
 -- ---------------------------------------------------------------------------------
 -- Persona: a suspended tenant
 -- ---------------------------------------------------------------------------------
 
-SELECT cards.set_tenant_active(pg_temp.id('tenant_a'), FALSE);
+SELECT cards.set_tenant_active(test.id('tenant_a'), FALSE);
 SET LOCAL ROLE cards_gateway;
 
 SELECT throws_ok(

@@ -8,12 +8,6 @@ BEGIN;
 SELECT plan(36);
 
 -- Test-only helpers, rolled back with the transaction.
-CREATE FUNCTION pg_temp.remember(p_name text, p_value text) RETURNS text
-LANGUAGE sql AS $$ SELECT set_config('tap.' || p_name, p_value, TRUE) $$;
-CREATE FUNCTION pg_temp.id(p_name text) RETURNS uuid
-LANGUAGE sql STABLE AS $$ SELECT current_setting('tap.' || p_name)::uuid $$;
-CREATE FUNCTION pg_temp.doc(p_name text) RETURNS jsonb
-LANGUAGE sql STABLE AS $$ SELECT current_setting('tap.' || p_name)::jsonb $$;
 -- A card id as the gateway passes it (path text): a fixture's id, or the text itself.
 CREATE FUNCTION pg_temp.ref(p_card text) RETURNS text
 LANGUAGE sql STABLE AS $$ SELECT coalesce(current_setting('tap.' || p_card, TRUE), p_card) $$;
@@ -76,26 +70,26 @@ LANGUAGE sql SECURITY DEFINER AS $$
     SELECT to_jsonb(c) FROM cards.cards AS c WHERE c.card_id = pg_temp.ref(p_card)::uuid
 $$;
 
-SELECT pg_temp.remember('tenant_a', cards.create_tenant('Tenant A')::text);
-SELECT pg_temp.remember('tenant_b', cards.create_tenant('Tenant B')::text);
-SELECT pg_temp.remember('tenant_z', cards.create_tenant('Scratch tenant for expected hashes')::text);
-SELECT pg_temp.remember('unknown', 'a0000000-0000-4000-8000-00000000000a');
+SELECT test.remember('tenant_a', cards.create_tenant('Tenant A')::text);
+SELECT test.remember('tenant_b', cards.create_tenant('Tenant B')::text);
+SELECT test.remember('tenant_z', cards.create_tenant('Scratch tenant for expected hashes')::text);
+SELECT test.remember('unknown', 'a0000000-0000-4000-8000-00000000000a');
 
 SELECT
-    pg_temp.remember('d1', b.response -> 'cards' -> 0 ->> 'id') AS d1,
-    pg_temp.remember('d2', b.response -> 'cards' -> 1 ->> 'id') AS d2,
-    pg_temp.remember('d3', b.response -> 'cards' -> 2 ->> 'id') AS d3,
-    pg_temp.remember('kept', b.response -> 'cards' -> 3 ->> 'id') AS kept
-FROM cards.batch_create(pg_temp.id('tenant_a'), $$[
+    test.remember('d1', b.response -> 'cards' -> 0 ->> 'id') AS d1,
+    test.remember('d2', b.response -> 'cards' -> 1 ->> 'id') AS d2,
+    test.remember('d3', b.response -> 'cards' -> 2 ->> 'id') AS d3,
+    test.remember('kept', b.response -> 'cards' -> 3 ->> 'id') AS kept
+FROM cards.batch_create(test.id('tenant_a'), $$[
     {"title": "Retired", "content": "retired"}, {"title": "Archived", "content": "archived"},
     {"title": "Spare", "content": "spare"}, {"title": "Kept", "content": "kept"}
 ]$$) AS b;
-SELECT cards.track_usage(pg_temp.id('tenant_a'), pg_temp.id('d1'), 'wf', 'run-1');
+SELECT cards.track_usage(test.id('tenant_a'), test.id('d1'), 'wf', 'run-1');
 -- Created in the past (the suite runs in one transaction: now() stands still), so that
 -- a change's updated_at can be told from the creation's.
 UPDATE cards.cards SET created_at = '2024-01-02 03:04:05.000006+00', updated_at = '2024-01-02 03:04:05.000006+00'
-WHERE tenant_id = pg_temp.id('tenant_a');
-SELECT pg_temp.remember('now', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'));
+WHERE tenant_id = test.id('tenant_a');
+SELECT test.remember('now', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'));
 
 -- ---------------------------------------------------------------------------------
 -- Persona: tenant A, through the gateway role — delete_card
@@ -113,19 +107,19 @@ SELECT is(
 );
 SELECT throws_ok(pg_temp.get_sql('d1'), 'CKNFD', 'No such card.', 'a deleted card is not found by get_card');
 SELECT is(
-    cards.retrieve(pg_temp.id('tenant_a'), ARRAY[pg_temp.id('d1')])::jsonb -> 'missing',
-    jsonb_build_array(pg_temp.id('d1')),
+    cards.retrieve(test.id('tenant_a'), ARRAY[test.id('d1')])::jsonb -> 'missing',
+    jsonb_build_array(test.id('d1')),
     'retrieve lists a deleted card as missing'
 );
 SELECT ok(NOT pg_temp.listed() @> ARRAY[pg_temp.ref('d1')], 'a deleted card leaves the listing');
 SELECT throws_ok(
-    format($$SELECT cards.track_usage(%L, %L, 'wf', 'run-2')$$, pg_temp.id('tenant_a'), pg_temp.id('d1')),
+    format($$SELECT cards.track_usage(%L, %L, 'wf', 'run-2')$$, test.id('tenant_a'), test.id('d1')),
     'CKNFD',
     'No such card.',
     'usage of a deleted card cannot be reported'
 );
 SELECT throws_ok(
-    format('SELECT cards.card_usage_history(%L, %L)', pg_temp.id('tenant_a'), pg_temp.id('d1')),
+    format('SELECT cards.card_usage_history(%L, %L)', test.id('tenant_a'), test.id('d1')),
     'CKNFD',
     'No such card.',
     'nor its usage history read'
@@ -141,19 +135,19 @@ SELECT is((pg_temp.stored('d1') ->> 'version')::integer, 2, 'and does not bump t
 SELECT throws_ok(pg_temp.delete_sql('unknown'), 'CKNFD', 'No such card.', 'deleting an unknown card is not found');
 SELECT throws_ok(pg_temp.delete_sql('not-a-uuid'), 'CKNFD', 'No such card.', 'deleting a malformed id is not found');
 
-SELECT pg_temp.remember('again', b.response::text)
-FROM cards.batch_create(pg_temp.id('tenant_a'), '[{"title": "Retired", "content": "retired"}]') AS b;
+SELECT test.remember('again', b.response::text)
+FROM cards.batch_create(test.id('tenant_a'), '[{"title": "Retired", "content": "retired"}]') AS b;
 SELECT is(
-    pg_temp.doc('again') -> 'cards' -> 0 ->> 'status',
+    test.doc('again') -> 'cards' -> 0 ->> 'status',
     'created',
     'a deleted card leaves dedupe: a batch with the same content creates a card'
 );
 SELECT isnt(
-    pg_temp.doc('again') -> 'cards' -> 0 ->> 'id',
+    test.doc('again') -> 'cards' -> 0 ->> 'id',
     pg_temp.ref('d1'),
     'a new card, not the deleted one'
 );
-SELECT pg_temp.remember('d1_again', pg_temp.doc('again') -> 'cards' -> 0 ->> 'id');
+SELECT test.remember('d1_again', test.doc('again') -> 'cards' -> 0 ->> 'id');
 
 SELECT lives_ok(pg_temp.delete_sql('d2'), 'another card is deleted');
 SELECT is(
@@ -166,7 +160,7 @@ SELECT is(
 -- Persona: tenant A — restore_card
 -- ---------------------------------------------------------------------------------
 
-SELECT pg_temp.remember('d1_deleted', pg_temp.stored('d1')::text);
+SELECT test.remember('d1_deleted', pg_temp.stored('d1')::text);
 SELECT throws_ok(
     pg_temp.restore_sql('d1'),
     'CKDUP',
@@ -179,25 +173,25 @@ SELECT throws_ok(
     'A live card with the same kind, title and content exists; it cannot be restored.',
     'nor when a live card was updated to its content'
 );
-SELECT is(pg_temp.stored('d1'), pg_temp.doc('d1_deleted'), 'a refused restore writes nothing');
+SELECT is(pg_temp.stored('d1'), test.doc('d1_deleted'), 'a refused restore writes nothing');
 
 SELECT lives_ok(pg_temp.delete_sql('d1_again'), 'the live duplicate is deleted');
-SELECT pg_temp.remember('restored', pg_temp.restore('d1')::text);
-SELECT is(pg_temp.doc('restored') ->> 'etag', '"3"', 'then the card is restored, with a new version');
+SELECT test.remember('restored', pg_temp.restore('d1')::text);
+SELECT is(test.doc('restored') ->> 'etag', '"3"', 'then the card is restored, with a new version');
 SELECT is(
-    (pg_temp.doc('restored') -> 'card') - 'updated_at',
+    (test.doc('restored') -> 'card') - 'updated_at',
     jsonb_build_object(
-        'id', pg_temp.id('d1'), 'kind', 'note', 'title', 'Retired', 'content', 'retired', 'tags', '[]'::jsonb,
+        'id', test.id('d1'), 'kind', 'note', 'title', 'Retired', 'content', 'retired', 'tags', '[]'::jsonb,
         'metadata', '{}'::jsonb, 'content_hash', pg_temp.batch_hash('{"title": "Retired", "content": "retired"}'),
         'usage_count', 1, 'created_at', '2024-01-02T03:04:05.000006Z', 'last_used_at', current_setting('tap.now')
     ),
     'the restored card is the card as it was, its usage included'
 );
 SELECT is(pg_temp.stored('d1') -> 'deleted_at', 'null', 'it is no longer marked deleted');
-SELECT is(pg_temp.get('d1'), pg_temp.doc('restored'), 'get_card finds it again');
+SELECT is(pg_temp.get('d1'), test.doc('restored'), 'get_card finds it again');
 SELECT ok(pg_temp.listed() @> ARRAY[pg_temp.ref('d1')], 'it is listed again');
 SELECT is(
-    cards.track_usage(pg_temp.id('tenant_a'), pg_temp.id('d1'), 'wf', 'run-2')::jsonb -> 'usage_count',
+    cards.track_usage(test.id('tenant_a'), test.id('d1'), 'wf', 'run-2')::jsonb -> 'usage_count',
     '2',
     'and its usage can be reported again, counting on from before'
 );
@@ -217,7 +211,7 @@ RESET ROLE;
 -- ---------------------------------------------------------------------------------
 
 SET LOCAL ROLE cards_gateway;
-SELECT pg_temp.remember('kept_before_b', pg_temp.stored('kept')::text);
+SELECT test.remember('kept_before_b', pg_temp.stored('kept')::text);
 
 SELECT throws_ok(
     pg_temp.restore_sql('d2', 'tenant_b'), 'CKNFD', 'No such card.', 'tenant B cannot restore tenant A''s deleted card'
@@ -234,14 +228,14 @@ RESET ROLE;
 
 SELECT ok(pg_temp.stored('d2') ->> 'deleted_at' IS NOT NULL, 'tenant B''s restore left tenant A''s card deleted');
 SELECT is(
-    pg_temp.stored('kept'), pg_temp.doc('kept_before_b'), 'and its delete left tenant A''s live card as it was'
+    pg_temp.stored('kept'), test.doc('kept_before_b'), 'and its delete left tenant A''s live card as it was'
 );
 
 -- ---------------------------------------------------------------------------------
 -- Persona: a suspended tenant
 -- ---------------------------------------------------------------------------------
 
-SELECT cards.set_tenant_active(pg_temp.id('tenant_a'), FALSE);
+SELECT cards.set_tenant_active(test.id('tenant_a'), FALSE);
 SET LOCAL ROLE cards_gateway;
 
 SELECT throws_ok(

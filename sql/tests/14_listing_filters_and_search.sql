@@ -7,10 +7,6 @@ BEGIN;
 SELECT plan(38);
 
 -- Test-only helpers, rolled back with the transaction.
-CREATE FUNCTION pg_temp.remember(p_name text, p_value text) RETURNS text
-LANGUAGE sql AS $$ SELECT set_config('tap.' || p_name, p_value, TRUE) $$;
-CREATE FUNCTION pg_temp.id(p_name text) RETURNS uuid
-LANGUAGE sql STABLE AS $$ SELECT current_setting('tap.' || p_name)::uuid $$;
 -- A tenant's listing, as the gateway asks for it (query values as text).
 CREATE FUNCTION pg_temp.list(
     p_kind text DEFAULT NULL, p_tags text[] DEFAULT NULL, p_contains text DEFAULT NULL, p_q text DEFAULT NULL,
@@ -43,10 +39,10 @@ CREATE FUNCTION pg_temp.found(
 ) RETURNS text[]
 LANGUAGE sql AS $$ SELECT pg_temp.names(pg_temp.list(p_kind, p_tags, p_contains, p_q, '200')) $$;
 
-SELECT pg_temp.remember('tenant_a', cards.create_tenant('Tenant A')::text);
-SELECT pg_temp.remember('tenant_b', cards.create_tenant('Tenant B')::text);
+SELECT test.remember('tenant_a', cards.create_tenant('Tenant A')::text);
+SELECT test.remember('tenant_b', cards.create_tenant('Tenant B')::text);
 
-SELECT count(*) FROM cards.batch_create(pg_temp.id('tenant_a'), $$[
+SELECT count(*) FROM cards.batch_create(test.id('tenant_a'), $$[
     {"title": "Brand voice", "content": {"tone": "Warm and friendly"}, "tags": ["brand", "tone"],
      "metadata": {"source": "onboarding", "team": {"name": "marketing", "size": 3}}},
     {"title": "Shipping times", "kind": "faq", "content": {"answer": "Orders ship within two days"},
@@ -78,29 +74,29 @@ FROM (
     ('Running the support desk', '00000000-0000-4000-8000-000000000007', '2024-03-01 07:00:00+00'),
     ('Shipping to the moon', '00000000-0000-4000-8000-000000000008', '2024-03-01 11:00:00+00')
 ) AS f (title, card_id, created_at)
-WHERE c.tenant_id = pg_temp.id('tenant_a') AND c.title = f.title;
+WHERE c.tenant_id = test.id('tenant_a') AND c.title = f.title;
 UPDATE cards.cards SET deleted_at = '2024-03-01 11:30:00+00'
 WHERE card_id = '00000000-0000-4000-8000-000000000008';
 SELECT
-    pg_temp.remember('l1', '00000000-0000-4000-8000-000000000001') AS l1,
-    pg_temp.remember('l2', '00000000-0000-4000-8000-000000000002') AS l2,
-    pg_temp.remember('l3', '00000000-0000-4000-8000-000000000003') AS l3,
-    pg_temp.remember('l4', '00000000-0000-4000-8000-000000000006') AS l4,
-    pg_temp.remember('l5', '00000000-0000-4000-8000-000000000004') AS l5,
-    pg_temp.remember('l6', '00000000-0000-4000-8000-000000000005') AS l6,
-    pg_temp.remember('l7', '00000000-0000-4000-8000-000000000007') AS l7,
-    pg_temp.remember('l8', '00000000-0000-4000-8000-000000000008') AS l8;
-SELECT cards.track_usage(pg_temp.id('tenant_a'), pg_temp.id('l1'), 'wf', 'run-1');
+    test.remember('l1', '00000000-0000-4000-8000-000000000001') AS l1,
+    test.remember('l2', '00000000-0000-4000-8000-000000000002') AS l2,
+    test.remember('l3', '00000000-0000-4000-8000-000000000003') AS l3,
+    test.remember('l4', '00000000-0000-4000-8000-000000000006') AS l4,
+    test.remember('l5', '00000000-0000-4000-8000-000000000004') AS l5,
+    test.remember('l6', '00000000-0000-4000-8000-000000000005') AS l6,
+    test.remember('l7', '00000000-0000-4000-8000-000000000007') AS l7,
+    test.remember('l8', '00000000-0000-4000-8000-000000000008') AS l8;
+SELECT cards.track_usage(test.id('tenant_a'), test.id('l1'), 'wf', 'run-1');
 
 -- Tenant B holds a copy of l2, the newest of all cards: any filter that finds l2 would
 -- find it too if the wall between tenants leaked.
-SELECT pg_temp.remember('b1', b.response -> 'cards' -> 0 ->> 'id')
-FROM cards.batch_create(pg_temp.id('tenant_b'), $$[
+SELECT test.remember('b1', b.response -> 'cards' -> 0 ->> 'id')
+FROM cards.batch_create(test.id('tenant_b'), $$[
     {"title": "Shipping times", "kind": "faq", "content": {"answer": "Orders ship within two days"},
      "tags": ["shipping", "support", "staff"], "metadata": {"source": "helpdesk", "regions": ["eu", "us"]}}
 ]$$) AS b;
 UPDATE cards.cards SET created_at = '2024-03-01 12:00:00+00'
-WHERE card_id = pg_temp.id('b1');
+WHERE card_id = test.id('b1');
 
 -- ---------------------------------------------------------------------------------
 -- Persona: tenant A, through the gateway role — order and the answer
@@ -126,15 +122,15 @@ SELECT is(
 SELECT is(
     (
         SELECT c.card FROM jsonb_array_elements(pg_temp.list() -> 'cards') AS c (card)
-        WHERE c.card ->> 'id' = pg_temp.id('l1')::text
+        WHERE c.card ->> 'id' = test.id('l1')::text
     ),
-    (SELECT g.card::jsonb FROM cards.get_card(pg_temp.id('tenant_a'), pg_temp.id('l1')::text) AS g),
+    (SELECT g.card::jsonb FROM cards.get_card(test.id('tenant_a'), test.id('l1')::text) AS g),
     'a listed card is the card as get_card answers it, usage included'
 );
 SELECT is(
     (
         SELECT c.card -> 'usage_count' FROM jsonb_array_elements(pg_temp.list() -> 'cards') AS c (card)
-        WHERE c.card ->> 'id' = pg_temp.id('l1')::text
+        WHERE c.card ->> 'id' = test.id('l1')::text
     ),
     '1',
     'with its usage count'

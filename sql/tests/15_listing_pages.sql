@@ -7,12 +7,6 @@ BEGIN;
 SELECT plan(19);
 
 -- Test-only helpers, rolled back with the transaction.
-CREATE FUNCTION pg_temp.remember(p_name text, p_value text) RETURNS text
-LANGUAGE sql AS $$ SELECT set_config('tap.' || p_name, p_value, TRUE) $$;
-CREATE FUNCTION pg_temp.id(p_name text) RETURNS uuid
-LANGUAGE sql STABLE AS $$ SELECT current_setting('tap.' || p_name)::uuid $$;
-CREATE FUNCTION pg_temp.doc(p_name text) RETURNS jsonb
-LANGUAGE sql STABLE AS $$ SELECT current_setting('tap.' || p_name)::jsonb $$;
 -- A tenant's listing, as the gateway asks for it (query values as text).
 CREATE FUNCTION pg_temp.list(
     p_kind text DEFAULT NULL, p_tags text[] DEFAULT NULL, p_contains text DEFAULT NULL, p_q text DEFAULT NULL,
@@ -68,11 +62,11 @@ LANGUAGE sql SECURITY DEFINER AS $$
     WHERE c.tenant_id = current_setting('tap.' || p_tenant)::uuid AND c.deleted_at IS NULL
 $$;
 
-SELECT pg_temp.remember('tenant_a', cards.create_tenant('Tenant A')::text);
-SELECT pg_temp.remember('tenant_b', cards.create_tenant('Tenant B')::text);
-SELECT pg_temp.remember('tenant_c', cards.create_tenant('Tenant C, with many cards')::text);
+SELECT test.remember('tenant_a', cards.create_tenant('Tenant A')::text);
+SELECT test.remember('tenant_b', cards.create_tenant('Tenant B')::text);
+SELECT test.remember('tenant_c', cards.create_tenant('Tenant C, with many cards')::text);
 
-SELECT count(*) FROM cards.batch_create(pg_temp.id('tenant_a'), $$[
+SELECT count(*) FROM cards.batch_create(test.id('tenant_a'), $$[
     {"title": "Brand voice", "content": {"tone": "Warm and friendly"}, "tags": ["brand", "tone"],
      "metadata": {"source": "onboarding", "team": {"name": "marketing", "size": 3}}},
     {"title": "Shipping times", "kind": "faq", "content": {"answer": "Orders ship within two days"},
@@ -104,33 +98,33 @@ FROM (
     ('Running the support desk', '00000000-0000-4000-8000-000000000007', '2024-03-01 07:00:00+00'),
     ('Shipping to the moon', '00000000-0000-4000-8000-000000000008', '2024-03-01 11:00:00+00')
 ) AS f (title, card_id, created_at)
-WHERE c.tenant_id = pg_temp.id('tenant_a') AND c.title = f.title;
+WHERE c.tenant_id = test.id('tenant_a') AND c.title = f.title;
 UPDATE cards.cards SET deleted_at = '2024-03-01 11:30:00+00'
 WHERE card_id = '00000000-0000-4000-8000-000000000008';
 SELECT
-    pg_temp.remember('l1', '00000000-0000-4000-8000-000000000001') AS l1,
-    pg_temp.remember('l2', '00000000-0000-4000-8000-000000000002') AS l2,
-    pg_temp.remember('l3', '00000000-0000-4000-8000-000000000003') AS l3,
-    pg_temp.remember('l4', '00000000-0000-4000-8000-000000000006') AS l4,
-    pg_temp.remember('l5', '00000000-0000-4000-8000-000000000004') AS l5,
-    pg_temp.remember('l6', '00000000-0000-4000-8000-000000000005') AS l6,
-    pg_temp.remember('l7', '00000000-0000-4000-8000-000000000007') AS l7,
-    pg_temp.remember('l8', '00000000-0000-4000-8000-000000000008') AS l8;
-SELECT cards.track_usage(pg_temp.id('tenant_a'), pg_temp.id('l1'), 'wf', 'run-1');
+    test.remember('l1', '00000000-0000-4000-8000-000000000001') AS l1,
+    test.remember('l2', '00000000-0000-4000-8000-000000000002') AS l2,
+    test.remember('l3', '00000000-0000-4000-8000-000000000003') AS l3,
+    test.remember('l4', '00000000-0000-4000-8000-000000000006') AS l4,
+    test.remember('l5', '00000000-0000-4000-8000-000000000004') AS l5,
+    test.remember('l6', '00000000-0000-4000-8000-000000000005') AS l6,
+    test.remember('l7', '00000000-0000-4000-8000-000000000007') AS l7,
+    test.remember('l8', '00000000-0000-4000-8000-000000000008') AS l8;
+SELECT cards.track_usage(test.id('tenant_a'), test.id('l1'), 'wf', 'run-1');
 
 -- Tenant B holds a copy of l2, the newest of all cards: any filter that finds l2 would
 -- find it too if the wall between tenants leaked.
-SELECT pg_temp.remember('b1', b.response -> 'cards' -> 0 ->> 'id')
-FROM cards.batch_create(pg_temp.id('tenant_b'), $$[
+SELECT test.remember('b1', b.response -> 'cards' -> 0 ->> 'id')
+FROM cards.batch_create(test.id('tenant_b'), $$[
     {"title": "Shipping times", "kind": "faq", "content": {"answer": "Orders ship within two days"},
      "tags": ["shipping", "support", "staff"], "metadata": {"source": "helpdesk", "regions": ["eu", "us"]}}
 ]$$) AS b;
 UPDATE cards.cards SET created_at = '2024-03-01 12:00:00+00'
-WHERE card_id = pg_temp.id('b1');
+WHERE card_id = test.id('b1');
 
 -- Tenant C: 205 cards, created in groups of up to seven at the same time.
 SELECT count(*) FROM cards.batch_create(
-    pg_temp.id('tenant_c'),
+    test.id('tenant_c'),
     (
         SELECT jsonb_agg(jsonb_build_object('title', 'bulk ' || n, 'content', n, 'kind', 'bulk'))
         FROM generate_series(1, 205) AS n
@@ -138,7 +132,7 @@ SELECT count(*) FROM cards.batch_create(
 );
 UPDATE cards.cards
 SET created_at = '2024-03-01 00:00:00+00'::timestamptz + (content::integer % 30) * interval '1 minute'
-WHERE tenant_id = pg_temp.id('tenant_c');
+WHERE tenant_id = test.id('tenant_c');
 
 -- ---------------------------------------------------------------------------------
 -- Persona: tenant A, through the gateway role — pages
@@ -171,27 +165,27 @@ SELECT is(
     '[["l6"], ["l2"]]',
     'a search is paginated too'
 );
-SELECT pg_temp.remember('page_1', pg_temp.list(p_limit => '2')::text);
+SELECT test.remember('page_1', pg_temp.list(p_limit => '2')::text);
 SELECT is(
-    pg_temp.names(pg_temp.list(p_limit => '5', p_cursor => pg_temp.doc('page_1') ->> 'next_cursor')),
+    pg_temp.names(pg_temp.list(p_limit => '5', p_cursor => test.doc('page_1') ->> 'next_cursor')),
     ARRAY['l6', 'l5', 'l3', 'l2', 'l1'],
     'a cursor may be followed with another page size'
 );
-SELECT pg_temp.remember('tag_page_1', pg_temp.list(p_tags => '{staff,support}', p_limit => '1')::text);
+SELECT test.remember('tag_page_1', pg_temp.list(p_tags => '{staff,support}', p_limit => '1')::text);
 SELECT is(
     pg_temp.names(pg_temp.list(
-        p_tags => '{support,staff}', p_limit => '1', p_cursor => pg_temp.doc('tag_page_1') ->> 'next_cursor'
+        p_tags => '{support,staff}', p_limit => '1', p_cursor => test.doc('tag_page_1') ->> 'next_cursor'
     )),
     ARRAY['l2'],
     'a cursor is valid with the same tags in another order'
 );
-SELECT pg_temp.remember(
+SELECT test.remember(
     'contains_page_1', pg_temp.list(p_contains => '{"lang": "en", "source": "helpdesk"}', p_limit => '1')::text
 );
 SELECT is(
     pg_temp.names(pg_temp.list(
         p_contains => '{ "source":"helpdesk","lang" : "en" }', p_limit => '1',
-        p_cursor => pg_temp.doc('contains_page_1') ->> 'next_cursor'
+        p_cursor => test.doc('contains_page_1') ->> 'next_cursor'
     )),
     ARRAY['l3'],
     'and with the same contains object written with other key order and spacing'
@@ -203,14 +197,14 @@ SELECT is(
 RESET ROLE;
 -- As the superuser, so that this file depends on no other endpoint: a card created
 -- now (the newest) and l6, not yet listed, deleted.
-SELECT pg_temp.remember('fresh', b.response -> 'cards' -> 0 ->> 'id')
-FROM cards.batch_create(pg_temp.id('tenant_a'), '[{"title": "Fresh", "content": "fresh"}]') AS b;
+SELECT test.remember('fresh', b.response -> 'cards' -> 0 ->> 'id')
+FROM cards.batch_create(test.id('tenant_a'), '[{"title": "Fresh", "content": "fresh"}]') AS b;
 UPDATE cards.cards SET deleted_at = now()
-WHERE card_id = pg_temp.id('l6');
+WHERE card_id = test.id('l6');
 SET LOCAL ROLE cards_gateway;
 
 SELECT is(
-    pg_temp.names(pg_temp.list(p_limit => '2', p_cursor => pg_temp.doc('page_1') ->> 'next_cursor')),
+    pg_temp.names(pg_temp.list(p_limit => '2', p_cursor => test.doc('page_1') ->> 'next_cursor')),
     ARRAY['l5', 'l3'],
     'the next page continues after the last card seen: a card created since is not slipped in, one deleted since is '
     || 'left out'
@@ -239,7 +233,7 @@ RESET ROLE;
 
 SET LOCAL ROLE cards_gateway;
 
-SELECT pg_temp.remember('c_all', to_jsonb(pg_temp.stored_order('tenant_c'))::text);
+SELECT test.remember('c_all', to_jsonb(pg_temp.stored_order('tenant_c'))::text);
 
 SELECT is(
     jsonb_array_length(pg_temp.list(p_tenant => 'tenant_c') -> 'cards'),
@@ -271,7 +265,7 @@ SELECT is(
         FROM jsonb_array_elements(pg_temp.walk(NULL, p_tenant => 'tenant_c')) WITH ORDINALITY AS p (page, n)
         CROSS JOIN LATERAL jsonb_array_elements(p.page) WITH ORDINALITY AS c (id, m)
     ),
-    pg_temp.doc('c_all'),
+    test.doc('c_all'),
     'which hold every card exactly once, newest first and by id among those created together'
 );
 SELECT is(
@@ -282,7 +276,7 @@ SELECT is(
             WITH ORDINALITY AS p (page, n)
         CROSS JOIN LATERAL jsonb_array_elements(p.page) WITH ORDINALITY AS c (id, m)
     ),
-    pg_temp.doc('c_all'),
+    test.doc('c_all'),
     'and so do pages of 7 of a filtered listing'
 );
 

@@ -6,31 +6,6 @@ BEGIN;
 SELECT plan(32);
 
 -- Test-only helpers, rolled back with the transaction.
-CREATE FUNCTION pg_temp.remember(p_name text, p_value text) RETURNS text
-LANGUAGE sql AS $$ SELECT set_config('tap.' || p_name, p_value, TRUE) $$;
-CREATE FUNCTION pg_temp.id(p_name text) RETURNS uuid
-LANGUAGE sql STABLE AS $$ SELECT current_setting('tap.' || p_name)::uuid $$;
-CREATE FUNCTION pg_temp.doc(p_name text) RETURNS jsonb
-LANGUAGE sql STABLE AS $$ SELECT current_setting('tap.' || p_name)::jsonb $$;
--- The DETAIL of the CKVAL error the statement raises (the problem's "errors"), the
--- string "no error" when it succeeds, or "SQLSTATE: message" for any other error.
-CREATE FUNCTION pg_temp.error_detail(p_sql text) RETURNS jsonb
-LANGUAGE plpgsql AS $$
-DECLARE
-    v_state text;
-    v_message text;
-    v_detail text;
-BEGIN
-    EXECUTE p_sql;
-    RETURN '"no error"';
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT, v_detail = PG_EXCEPTION_DETAIL;
-    IF v_state <> 'CKVAL' THEN
-        RETURN to_jsonb(v_state || ': ' || v_message);
-    END IF;
-    RETURN v_detail::jsonb;
-END
-$$;
 -- A tenant's listing, as the gateway asks for it (query values as text).
 CREATE FUNCTION pg_temp.list(
     p_kind text DEFAULT NULL, p_tags text[] DEFAULT NULL, p_contains text DEFAULT NULL, p_q text DEFAULT NULL,
@@ -71,10 +46,10 @@ $$;
 CREATE FUNCTION pg_temp.cursor_error(p_message text) RETURNS jsonb
 LANGUAGE sql IMMUTABLE AS $$ SELECT jsonb_build_array(jsonb_build_object('field', 'cursor', 'message', p_message)) $$;
 
-SELECT pg_temp.remember('tenant_a', cards.create_tenant('Tenant A')::text);
-SELECT pg_temp.remember('tenant_b', cards.create_tenant('Tenant B')::text);
+SELECT test.remember('tenant_a', cards.create_tenant('Tenant A')::text);
+SELECT test.remember('tenant_b', cards.create_tenant('Tenant B')::text);
 
-SELECT count(*) FROM cards.batch_create(pg_temp.id('tenant_a'), $$[
+SELECT count(*) FROM cards.batch_create(test.id('tenant_a'), $$[
     {"title": "Brand voice", "content": {"tone": "Warm and friendly"}, "tags": ["brand", "tone"],
      "metadata": {"source": "onboarding", "team": {"name": "marketing", "size": 3}}},
     {"title": "Shipping times", "kind": "faq", "content": {"answer": "Orders ship within two days"},
@@ -106,29 +81,29 @@ FROM (
     ('Running the support desk', '00000000-0000-4000-8000-000000000007', '2024-03-01 07:00:00+00'),
     ('Shipping to the moon', '00000000-0000-4000-8000-000000000008', '2024-03-01 11:00:00+00')
 ) AS f (title, card_id, created_at)
-WHERE c.tenant_id = pg_temp.id('tenant_a') AND c.title = f.title;
+WHERE c.tenant_id = test.id('tenant_a') AND c.title = f.title;
 UPDATE cards.cards SET deleted_at = '2024-03-01 11:30:00+00'
 WHERE card_id = '00000000-0000-4000-8000-000000000008';
 SELECT
-    pg_temp.remember('l1', '00000000-0000-4000-8000-000000000001') AS l1,
-    pg_temp.remember('l2', '00000000-0000-4000-8000-000000000002') AS l2,
-    pg_temp.remember('l3', '00000000-0000-4000-8000-000000000003') AS l3,
-    pg_temp.remember('l4', '00000000-0000-4000-8000-000000000006') AS l4,
-    pg_temp.remember('l5', '00000000-0000-4000-8000-000000000004') AS l5,
-    pg_temp.remember('l6', '00000000-0000-4000-8000-000000000005') AS l6,
-    pg_temp.remember('l7', '00000000-0000-4000-8000-000000000007') AS l7,
-    pg_temp.remember('l8', '00000000-0000-4000-8000-000000000008') AS l8;
-SELECT cards.track_usage(pg_temp.id('tenant_a'), pg_temp.id('l1'), 'wf', 'run-1');
+    test.remember('l1', '00000000-0000-4000-8000-000000000001') AS l1,
+    test.remember('l2', '00000000-0000-4000-8000-000000000002') AS l2,
+    test.remember('l3', '00000000-0000-4000-8000-000000000003') AS l3,
+    test.remember('l4', '00000000-0000-4000-8000-000000000006') AS l4,
+    test.remember('l5', '00000000-0000-4000-8000-000000000004') AS l5,
+    test.remember('l6', '00000000-0000-4000-8000-000000000005') AS l6,
+    test.remember('l7', '00000000-0000-4000-8000-000000000007') AS l7,
+    test.remember('l8', '00000000-0000-4000-8000-000000000008') AS l8;
+SELECT cards.track_usage(test.id('tenant_a'), test.id('l1'), 'wf', 'run-1');
 
 -- Tenant B holds a copy of l2, the newest of all cards: any filter that finds l2 would
 -- find it too if the wall between tenants leaked.
-SELECT pg_temp.remember('b1', b.response -> 'cards' -> 0 ->> 'id')
-FROM cards.batch_create(pg_temp.id('tenant_b'), $$[
+SELECT test.remember('b1', b.response -> 'cards' -> 0 ->> 'id')
+FROM cards.batch_create(test.id('tenant_b'), $$[
     {"title": "Shipping times", "kind": "faq", "content": {"answer": "Orders ship within two days"},
      "tags": ["shipping", "support", "staff"], "metadata": {"source": "helpdesk", "regions": ["eu", "us"]}}
 ]$$) AS b;
 UPDATE cards.cards SET created_at = '2024-03-01 12:00:00+00'
-WHERE card_id = pg_temp.id('b1');
+WHERE card_id = test.id('b1');
 
 -- ---------------------------------------------------------------------------------
 -- Persona: tenant A, through the gateway role — cursors refused
@@ -136,115 +111,115 @@ WHERE card_id = pg_temp.id('b1');
 
 SET LOCAL ROLE cards_gateway;
 
-SELECT pg_temp.remember('page_1', pg_temp.list(p_limit => '2')::text);
-SELECT pg_temp.remember('tag_page_1', pg_temp.list(p_tags => '{staff,support}', p_limit => '1')::text);
-SELECT pg_temp.remember(
+SELECT test.remember('page_1', pg_temp.list(p_limit => '2')::text);
+SELECT test.remember('tag_page_1', pg_temp.list(p_tags => '{staff,support}', p_limit => '1')::text);
+SELECT test.remember(
     'contains_page_1', pg_temp.list(p_contains => '{"lang": "en", "source": "helpdesk"}', p_limit => '1')::text
 );
-SELECT pg_temp.remember('kind_page_1', pg_temp.list(p_kind => 'faq', p_limit => '1')::text);
-SELECT pg_temp.remember('q_page_1', pg_temp.list(p_q => 'ship', p_limit => '1')::text);
+SELECT test.remember('kind_page_1', pg_temp.list(p_kind => 'faq', p_limit => '1')::text);
+SELECT test.remember('q_page_1', pg_temp.list(p_q => 'ship', p_limit => '1')::text);
 
 SELECT throws_ok(
-    pg_temp.list_sql(p_kind => 'faq', p_limit => '2', p_cursor => pg_temp.doc('page_1') ->> 'next_cursor'),
+    pg_temp.list_sql(p_kind => 'faq', p_limit => '2', p_cursor => test.doc('page_1') ->> 'next_cursor'),
     'CKVAL',
     'The request is invalid: 1 error(s), listed in "errors".',
     'a cursor used with other filters is a validation error'
 );
 SELECT is(
-    pg_temp.error_detail(
-        pg_temp.list_sql(p_kind => 'faq', p_limit => '2', p_cursor => pg_temp.doc('page_1') ->> 'next_cursor')
+    test.error_detail(
+        pg_temp.list_sql(p_kind => 'faq', p_limit => '2', p_cursor => test.doc('page_1') ->> 'next_cursor')
     ),
     pg_temp.cursor_error('is not a cursor this API issued for this query'),
     'naming the cursor: an unfiltered listing''s cursor is refused with kind='
 );
 SELECT is(
-    pg_temp.error_detail(
-        pg_temp.list_sql(p_kind => 'note', p_limit => '1', p_cursor => pg_temp.doc('kind_page_1') ->> 'next_cursor')
+    test.error_detail(
+        pg_temp.list_sql(p_kind => 'note', p_limit => '1', p_cursor => test.doc('kind_page_1') ->> 'next_cursor')
     ),
     pg_temp.cursor_error('is not a cursor this API issued for this query'),
     'a kind=faq cursor is refused with kind=note'
 );
 SELECT is(
-    pg_temp.error_detail(
-        pg_temp.list_sql(p_limit => '1', p_cursor => pg_temp.doc('kind_page_1') ->> 'next_cursor')
+    test.error_detail(
+        pg_temp.list_sql(p_limit => '1', p_cursor => test.doc('kind_page_1') ->> 'next_cursor')
     ),
     pg_temp.cursor_error('is not a cursor this API issued for this query'),
     'and without the filter'
 );
 SELECT is(
-    pg_temp.error_detail(
-        pg_temp.list_sql(p_q => 'faq', p_limit => '1', p_cursor => pg_temp.doc('kind_page_1') ->> 'next_cursor')
+    test.error_detail(
+        pg_temp.list_sql(p_q => 'faq', p_limit => '1', p_cursor => test.doc('kind_page_1') ->> 'next_cursor')
     ),
     pg_temp.cursor_error('is not a cursor this API issued for this query'),
     'and with the same value given to another filter (kind=faq, then q=faq)'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.list_sql(
-        p_tags => '{support}', p_limit => '1', p_cursor => pg_temp.doc('tag_page_1') ->> 'next_cursor'
+    test.error_detail(pg_temp.list_sql(
+        p_tags => '{support}', p_limit => '1', p_cursor => test.doc('tag_page_1') ->> 'next_cursor'
     )),
     pg_temp.cursor_error('is not a cursor this API issued for this query'),
     'a cursor for two tags is refused with one of them'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.list_sql(
+    test.error_detail(pg_temp.list_sql(
         p_contains => '{"lang": "de", "source": "helpdesk"}', p_limit => '1',
-        p_cursor => pg_temp.doc('contains_page_1') ->> 'next_cursor'
+        p_cursor => test.doc('contains_page_1') ->> 'next_cursor'
     )),
     pg_temp.cursor_error('is not a cursor this API issued for this query'),
     'a contains= cursor is refused with another object'
 );
 SELECT is(
-    pg_temp.error_detail(
-        pg_temp.list_sql(p_q => 'shipped', p_limit => '1', p_cursor => pg_temp.doc('q_page_1') ->> 'next_cursor')
+    test.error_detail(
+        pg_temp.list_sql(p_q => 'shipped', p_limit => '1', p_cursor => test.doc('q_page_1') ->> 'next_cursor')
     ),
     pg_temp.cursor_error('is not a cursor this API issued for this query'),
     'a q= cursor is refused with another search'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.list_sql(p_limit => '2', p_cursor => 'not a cursor!')),
+    test.error_detail(pg_temp.list_sql(p_limit => '2', p_cursor => 'not a cursor!')),
     pg_temp.cursor_error('is not a cursor this API issued'),
     'a cursor that is not base64url is refused'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.list_sql(p_limit => '2', p_cursor => pg_temp.forge('hello'))),
+    test.error_detail(pg_temp.list_sql(p_limit => '2', p_cursor => pg_temp.forge('hello'))),
     pg_temp.cursor_error('is not a cursor this API issued'),
     'a cursor that does not hold JSON is refused'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.list_sql(p_limit => '2', p_cursor => pg_temp.forge('{"after": "l4"}'))),
+    test.error_detail(pg_temp.list_sql(p_limit => '2', p_cursor => pg_temp.forge('{"after": "l4"}'))),
     pg_temp.cursor_error('is not a cursor this API issued'),
     'a cursor that holds a JSON object is refused'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.list_sql(p_limit => '2', p_cursor => pg_temp.forge('[]'))),
+    test.error_detail(pg_temp.list_sql(p_limit => '2', p_cursor => pg_temp.forge('[]'))),
     pg_temp.cursor_error('is not a cursor this API issued for this query'),
     'a cursor that holds another JSON array is refused'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.list_sql(
-        p_limit => '2', p_cursor => left(pg_temp.doc('page_1') ->> 'next_cursor', -6)
+    test.error_detail(pg_temp.list_sql(
+        p_limit => '2', p_cursor => left(test.doc('page_1') ->> 'next_cursor', -6)
     )),
     pg_temp.cursor_error('is not a cursor this API issued'),
     'a truncated cursor is refused'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.list_sql(
+    test.error_detail(pg_temp.list_sql(
         p_limit => '2',
-        p_cursor => pg_temp.altered(pg_temp.doc('page_1') ->> 'next_cursor', 1, '"l4"')
+        p_cursor => pg_temp.altered(test.doc('page_1') ->> 'next_cursor', 1, '"l4"')
     )),
     pg_temp.cursor_error('is not a cursor this API issued for this query'),
     'a cursor whose card id was altered is refused'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.list_sql(
+    test.error_detail(pg_temp.list_sql(
         p_limit => '2',
-        p_cursor => pg_temp.altered(pg_temp.doc('page_1') ->> 'next_cursor', 0, '"yesterday"')
+        p_cursor => pg_temp.altered(test.doc('page_1') ->> 'next_cursor', 0, '"yesterday"')
     )),
     '[{"field": "cursor", "message": "must be an RFC 3339 timestamp with a time zone"}]',
     'a cursor whose time was altered is refused'
 );
 SELECT is(
-    pg_temp.error_detail(
+    test.error_detail(
         pg_temp.list_sql(p_limit => '2', p_cursor => pg_temp.forge(jsonb_build_array(repeat('x', 750))::text))
     ),
     pg_temp.cursor_error('is not a cursor this API issued'),
@@ -262,80 +237,80 @@ SELECT throws_ok(
     'limit=0 is a validation error'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.list_sql(p_limit => '0')),
+    test.error_detail(pg_temp.list_sql(p_limit => '0')),
     '[{"field": "limit", "message": "must be an integer from 1 to 200"}]',
     'naming limit and the rule'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.list_sql(p_limit => '201')),
+    test.error_detail(pg_temp.list_sql(p_limit => '201')),
     '[{"field": "limit", "message": "must be an integer from 1 to 200"}]',
     'limit=201 is refused'
 );
 SELECT is(
     (
-        SELECT jsonb_agg(pg_temp.error_detail(pg_temp.list_sql(p_limit => l.value)) -> 0 ->> 'field')
+        SELECT jsonb_agg(test.error_detail(pg_temp.list_sql(p_limit => l.value)) -> 0 ->> 'field')
         FROM unnest(ARRAY['abc', '', '-1', '1.5', ' 5', '1e2', '99999999999']) AS l (value)
     ),
     '["limit", "limit", "limit", "limit", "limit", "limit", "limit"]',
     'a limit that is not a plain integer is refused: abc, empty, -1, 1.5, " 5", 1e2, an overflowing number'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.list_sql(p_contains => '{"source": ')),
+    test.error_detail(pg_temp.list_sql(p_contains => '{"source": ')),
     '[{"field": "contains", "message": "must be a JSON object"}]',
     'malformed JSON in contains= is refused'
 );
 SELECT is(
     (
-        SELECT jsonb_agg(pg_temp.error_detail(pg_temp.list_sql(p_contains => c.value)) -> 0 ->> 'field')
+        SELECT jsonb_agg(test.error_detail(pg_temp.list_sql(p_contains => c.value)) -> 0 ->> 'field')
         FROM unnest(ARRAY['["helpdesk"]', '"helpdesk"', 'null', '3', '']) AS c (value)
     ),
     '["contains", "contains", "contains", "contains", "contains"]',
     'contains= that is not a JSON object is refused: an array, a string, null, a number, nothing'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.list_sql(p_contains => repeat('[', 100000))),
+    test.error_detail(pg_temp.list_sql(p_contains => repeat('[', 100000))),
     '[{"field": "contains", "message": "must be a JSON object"}]',
     'contains= nested too deeply to parse is refused, not a server error'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.list_sql(p_contains => '{"s": "\u0000"}')),
+    test.error_detail(pg_temp.list_sql(p_contains => '{"s": "\u0000"}')),
     '[{"field": "contains", "message": "must be a JSON object"}]',
     'contains= holding a NUL escape is refused, not a server error'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.list_sql(p_kind => 'FAQ')),
+    test.error_detail(pg_temp.list_sql(p_kind => 'FAQ')),
     '[{"field": "kind", "message": "must be 1 to 64 characters of a-z, 0-9, \"_\", \".\" and \"-\""}]',
     'a kind= that no card could have is refused'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.list_sql(p_tags => ARRAY[''])),
+    test.error_detail(pg_temp.list_sql(p_tags => ARRAY[''])),
     '[{"field": "tag", "message": "must be at most 32 tags of 1 to 64 characters"}]',
     'an empty tag= is refused'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.list_sql(p_tags => (SELECT array_agg('t' || n) FROM generate_series(1, 33) AS n))),
+    test.error_detail(pg_temp.list_sql(p_tags => (SELECT array_agg('t' || n) FROM generate_series(1, 33) AS n))),
     '[{"field": "tag", "message": "must be at most 32 tags of 1 to 64 characters"}]',
     '33 tag= are refused'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.list_sql(p_q => '')),
+    test.error_detail(pg_temp.list_sql(p_q => '')),
     '[{"field": "q", "message": "must be 1 to 500 characters"}]',
     'an empty q= is refused'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.list_sql(p_q => repeat('q', 501))),
+    test.error_detail(pg_temp.list_sql(p_q => repeat('q', 501))),
     '[{"field": "q", "message": "must be 1 to 500 characters"}]',
     'a q= of 501 characters is refused'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.list_sql(
+    test.error_detail(pg_temp.list_sql(
         p_kind => repeat('k', 64), p_tags => ARRAY[repeat('t', 64)], p_q => repeat('q', 500), p_limit => '200'
     )),
     '"no error"',
     'the longest kind, tag and q are accepted'
 );
 SELECT is(
-    pg_temp.error_detail(
+    test.error_detail(
         pg_temp.list_sql(p_kind => '', p_tags => ARRAY[repeat('t', 65)], p_contains => '[]', p_q => '')
     ),
     '[{"field": "kind", "message": "must be 1 to 64 characters of a-z, 0-9, \"_\", \".\" and \"-\""},
@@ -351,7 +326,7 @@ RESET ROLE;
 -- Persona: a suspended tenant
 -- ---------------------------------------------------------------------------------
 
-SELECT cards.set_tenant_active(pg_temp.id('tenant_a'), FALSE);
+SELECT cards.set_tenant_active(test.id('tenant_a'), FALSE);
 SET LOCAL ROLE cards_gateway;
 
 SELECT throws_ok(

@@ -7,31 +7,6 @@ BEGIN;
 SELECT plan(23);
 
 -- Test-only helpers, rolled back with the transaction.
-CREATE FUNCTION pg_temp.remember(p_name text, p_value text) RETURNS text
-LANGUAGE sql AS $$ SELECT set_config('tap.' || p_name, p_value, TRUE) $$;
-CREATE FUNCTION pg_temp.id(p_name text) RETURNS uuid
-LANGUAGE sql STABLE AS $$ SELECT current_setting('tap.' || p_name)::uuid $$;
-CREATE FUNCTION pg_temp.doc(p_name text) RETURNS jsonb
-LANGUAGE sql STABLE AS $$ SELECT current_setting('tap.' || p_name)::jsonb $$;
--- The DETAIL of the CKVAL error the statement raises (the problem's "errors"), the
--- string "no error" when it succeeds, or "SQLSTATE: message" for any other error.
-CREATE FUNCTION pg_temp.error_detail(p_sql text) RETURNS jsonb
-LANGUAGE plpgsql AS $$
-DECLARE
-    v_state text;
-    v_message text;
-    v_detail text;
-BEGIN
-    EXECUTE p_sql;
-    RETURN '"no error"';
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT, v_detail = PG_EXCEPTION_DETAIL;
-    IF v_state <> 'CKVAL' THEN
-        RETURN to_jsonb(v_state || ': ' || v_message);
-    END IF;
-    RETURN v_detail::jsonb;
-END
-$$;
 -- A card id as the gateway passes it (path text): a fixture's id, or the text itself.
 CREATE FUNCTION pg_temp.ref(p_card text) RETURNS text
 LANGUAGE sql STABLE AS $$ SELECT coalesce(current_setting('tap.' || p_card, TRUE), p_card) $$;
@@ -83,25 +58,25 @@ LANGUAGE sql IMMUTABLE AS $$
     SELECT rtrim(translate(encode(convert_to(p_content, 'UTF8'), 'base64'), E'+/\n', '-_'), '=')
 $$;
 
-SELECT pg_temp.remember('tenant_a', cards.create_tenant('Tenant A')::text);
-SELECT pg_temp.remember('tenant_b', cards.create_tenant('Tenant B')::text);
-SELECT pg_temp.remember('unknown', 'a0000000-0000-4000-8000-00000000000a');
+SELECT test.remember('tenant_a', cards.create_tenant('Tenant A')::text);
+SELECT test.remember('tenant_b', cards.create_tenant('Tenant B')::text);
+SELECT test.remember('unknown', 'a0000000-0000-4000-8000-00000000000a');
 SELECT
-    pg_temp.remember('h1', b.response -> 'cards' -> 0 ->> 'id') AS h1,
-    pg_temp.remember('h2', b.response -> 'cards' -> 1 ->> 'id') AS h2,
-    pg_temp.remember('h3', b.response -> 'cards' -> 2 ->> 'id') AS h3,
-    pg_temp.remember('h4', b.response -> 'cards' -> 3 ->> 'id') AS h4
-FROM cards.batch_create(pg_temp.id('tenant_a'), $$[
+    test.remember('h1', b.response -> 'cards' -> 0 ->> 'id') AS h1,
+    test.remember('h2', b.response -> 'cards' -> 1 ->> 'id') AS h2,
+    test.remember('h3', b.response -> 'cards' -> 2 ->> 'id') AS h3,
+    test.remember('h4', b.response -> 'cards' -> 3 ->> 'id') AS h4
+FROM cards.batch_create(test.id('tenant_a'), $$[
     {"title": "Used in May", "content": 1}, {"title": "Used by 60 runs", "content": 2},
     {"title": "Never used", "content": 3}, {"title": "Used, then deleted", "content": 4}
 ]$$) AS b;
-SELECT pg_temp.remember('b1', b.response -> 'cards' -> 0 ->> 'id') AS b1
-FROM cards.batch_create(pg_temp.id('tenant_b'), '[{"title": "Used in May", "content": 1}]') AS b;
+SELECT test.remember('b1', b.response -> 'cards' -> 0 ->> 'id') AS b1
+FROM cards.batch_create(test.id('tenant_b'), '[{"title": "Used in May", "content": 1}]') AS b;
 
 -- The usage events, each reported through track_usage and then dated. h1's three runs
 -- of 2023-05-03 are reported in an order that is neither their answered order (time,
 -- then workflow_id, then run_id, all descending) nor its reverse.
-SELECT pg_temp.remember('events', $$[
+SELECT test.remember('events', $$[
     {"tenant": "tenant_a", "card": "h1", "wf": "wf-a", "run": "r1", "at": "2023-05-01T10:00:00Z", "metadata": {"step": 1}},
     {"tenant": "tenant_a", "card": "h1", "wf": "wf-a", "run": "r2", "at": "2023-05-02T10:00:00Z"},
     {"tenant": "tenant_a", "card": "h1", "wf": "wf-b", "run": "r3", "at": "2023-05-03T10:00:00Z"},
@@ -112,17 +87,17 @@ SELECT pg_temp.remember('events', $$[
     {"tenant": "tenant_b", "card": "b1", "wf": "wf-a", "run": "r1", "at": "2023-05-05T10:00:00Z"},
     {"tenant": "tenant_b", "card": "b1", "wf": "wf-b", "run": "x1", "at": "2024-03-01T02:00:00Z"}
 ]$$);
-SELECT count(cards.track_usage(pg_temp.id(e.tenant), pg_temp.id(e.card), e.wf, e.run, coalesce(e.metadata, '{}')))
-FROM jsonb_to_recordset(pg_temp.doc('events')) AS e (tenant text, card text, wf text, run text, metadata jsonb);
+SELECT count(cards.track_usage(test.id(e.tenant), test.id(e.card), e.wf, e.run, coalesce(e.metadata, '{}')))
+FROM jsonb_to_recordset(test.doc('events')) AS e (tenant text, card text, wf text, run text, metadata jsonb);
 UPDATE cards.card_usage AS u SET recorded_at = e.at
-FROM jsonb_to_recordset(pg_temp.doc('events')) AS e (card text, wf text, run text, at timestamptz)
-WHERE u.card_id = pg_temp.id(e.card) AND u.workflow_id = e.wf AND u.run_id = e.run;
+FROM jsonb_to_recordset(test.doc('events')) AS e (card text, wf text, run text, at timestamptz)
+WHERE u.card_id = test.id(e.card) AND u.workflow_id = e.wf AND u.run_id = e.run;
 -- h2: 60 runs of one workflow, all at the same time (now(): the transaction's start).
-SELECT count(cards.track_usage(pg_temp.id('tenant_a'), pg_temp.id('h2'), 'bulk', 'run-' || lpad(n::text, 2, '0')))
+SELECT count(cards.track_usage(test.id('tenant_a'), test.id('h2'), 'bulk', 'run-' || lpad(n::text, 2, '0')))
 FROM generate_series(1, 60) AS n;
 -- Soft delete directly, as the superuser, so that this file depends on no other endpoint.
 UPDATE cards.cards SET deleted_at = now()
-WHERE card_id = pg_temp.id('h4');
+WHERE card_id = test.id('h4');
 
 -- ---------------------------------------------------------------------------------
 -- Persona: tenant A, through the gateway role — card_usage_history
@@ -210,7 +185,7 @@ SELECT throws_ok(
 );
 SELECT is(
     (
-        SELECT jsonb_agg(pg_temp.error_detail(pg_temp.history_sql('h1', l.value)))
+        SELECT jsonb_agg(test.error_detail(pg_temp.history_sql('h1', l.value)))
         FROM unnest(ARRAY['0', '201', 'abc', '']) AS l (value)
     ),
     (
@@ -219,14 +194,14 @@ SELECT is(
     ),
     'naming limit: limit=0, 201, abc and empty are refused'
 );
-SELECT pg_temp.remember('h1_page_1', pg_temp.history('h1', '2')::text);
+SELECT test.remember('h1_page_1', pg_temp.history('h1', '2')::text);
 SELECT is(
     (
-        SELECT jsonb_agg(pg_temp.error_detail(pg_temp.history_sql('h1', '2', c.value)))
+        SELECT jsonb_agg(test.error_detail(pg_temp.history_sql('h1', '2', c.value)))
         FROM unnest(ARRAY[
             'not a cursor!', pg_temp.forge('hello'), pg_temp.forge('{"after": "r4"}'), pg_temp.forge('[]'),
             pg_temp.forge('["2023-05-03T10:00:00Z", "wf-b"]'), pg_temp.forge('["2023-05-03T10:00:00Z", "wf-b", 3]'),
-            left(pg_temp.doc('h1_page_1') ->> 'next_cursor', -6), repeat('A', 1001)
+            left(test.doc('h1_page_1') ->> 'next_cursor', -6), repeat('A', 1001)
         ]) AS c (value)
     ),
     (
@@ -236,7 +211,7 @@ SELECT is(
     'a forged cursor is refused: not base64url, not JSON, an object, arrays of another shape, truncated, too long'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.history_sql('h1', '2', pg_temp.forge('["last week", "wf-b", "r4"]'))),
+    test.error_detail(pg_temp.history_sql('h1', '2', pg_temp.forge('["last week", "wf-b", "r4"]'))),
     '[{"field": "cursor", "message": "must be an RFC 3339 timestamp with a time zone"}]',
     'a cursor whose time is not a time is refused'
 );
@@ -291,7 +266,7 @@ RESET ROLE;
 -- Persona: a suspended tenant
 -- ---------------------------------------------------------------------------------
 
-SELECT cards.set_tenant_active(pg_temp.id('tenant_a'), FALSE);
+SELECT cards.set_tenant_active(test.id('tenant_a'), FALSE);
 SET LOCAL ROLE cards_gateway;
 
 SELECT throws_ok(

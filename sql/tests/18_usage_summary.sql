@@ -7,31 +7,6 @@ BEGIN;
 SELECT plan(32);
 
 -- Test-only helpers, rolled back with the transaction.
-CREATE FUNCTION pg_temp.remember(p_name text, p_value text) RETURNS text
-LANGUAGE sql AS $$ SELECT set_config('tap.' || p_name, p_value, TRUE) $$;
-CREATE FUNCTION pg_temp.id(p_name text) RETURNS uuid
-LANGUAGE sql STABLE AS $$ SELECT current_setting('tap.' || p_name)::uuid $$;
-CREATE FUNCTION pg_temp.doc(p_name text) RETURNS jsonb
-LANGUAGE sql STABLE AS $$ SELECT current_setting('tap.' || p_name)::jsonb $$;
--- The DETAIL of the CKVAL error the statement raises (the problem's "errors"), the
--- string "no error" when it succeeds, or "SQLSTATE: message" for any other error.
-CREATE FUNCTION pg_temp.error_detail(p_sql text) RETURNS jsonb
-LANGUAGE plpgsql AS $$
-DECLARE
-    v_state text;
-    v_message text;
-    v_detail text;
-BEGIN
-    EXECUTE p_sql;
-    RETURN '"no error"';
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT, v_detail = PG_EXCEPTION_DETAIL;
-    IF v_state <> 'CKVAL' THEN
-        RETURN to_jsonb(v_state || ': ' || v_message);
-    END IF;
-    RETURN v_detail::jsonb;
-END
-$$;
 -- A tenant's usage summary, and the statement for it.
 CREATE FUNCTION pg_temp.summary(
     p_from text DEFAULT NULL, p_to text DEFAULT NULL, p_bucket text DEFAULT NULL, p_tenant text DEFAULT 'tenant_a'
@@ -59,35 +34,35 @@ $$;
 CREATE FUNCTION pg_temp.rfc3339(p_at timestamptz) RETURNS text
 LANGUAGE sql STABLE AS $$ SELECT to_char(p_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') $$;
 
-SELECT pg_temp.remember('tenant_a', cards.create_tenant('Tenant A')::text);
-SELECT pg_temp.remember('tenant_b', cards.create_tenant('Tenant B')::text);
-SELECT pg_temp.remember('tenant_c', cards.create_tenant('Tenant C, never used a card')::text);
+SELECT test.remember('tenant_a', cards.create_tenant('Tenant A')::text);
+SELECT test.remember('tenant_b', cards.create_tenant('Tenant B')::text);
+SELECT test.remember('tenant_c', cards.create_tenant('Tenant C, never used a card')::text);
 SELECT
-    pg_temp.remember('hr', b.response -> 'cards' -> 0 ->> 'id') AS hr,
-    pg_temp.remember('h2', b.response -> 'cards' -> 1 ->> 'id') AS h2
+    test.remember('hr', b.response -> 'cards' -> 0 ->> 'id') AS hr,
+    test.remember('h2', b.response -> 'cards' -> 1 ->> 'id') AS h2
 FROM cards.batch_create(
-    pg_temp.id('tenant_a'),
+    test.id('tenant_a'),
     '[{"title": "Used a minute ago", "content": 1}, {"title": "Used two days ago", "content": 2}]'
 ) AS b;
-SELECT pg_temp.remember('b1', b.response -> 'cards' -> 0 ->> 'id') AS b1
-FROM cards.batch_create(pg_temp.id('tenant_b'), '[{"title": "Used by tenant B", "content": 1}]') AS b;
+SELECT test.remember('b1', b.response -> 'cards' -> 0 ->> 'id') AS b1
+FROM cards.batch_create(test.id('tenant_b'), '[{"title": "Used by tenant B", "content": 1}]') AS b;
 
 -- Twelve cards for the summary, with fixed ids (s01 … s12), so that the order of the
 -- most used cards (events, then id) is written out.
 SELECT count(*) FROM cards.batch_create(
-    pg_temp.id('tenant_a'),
+    test.id('tenant_a'),
     (
         SELECT jsonb_agg(jsonb_build_object('title', 'Summary s' || lpad(n::text, 2, '0'), 'content', n))
         FROM generate_series(1, 12) AS n
     )
 );
 UPDATE cards.cards SET card_id = ('00000000-0000-4000-8000-0000000000' || right(title, 2))::uuid
-WHERE tenant_id = pg_temp.id('tenant_a') AND title LIKE 'Summary s%';
-SELECT count(pg_temp.remember(c.name, '00000000-0000-4000-8000-0000000000' || right(c.name, 2)))
+WHERE tenant_id = test.id('tenant_a') AND title LIKE 'Summary s%';
+SELECT count(test.remember(c.name, '00000000-0000-4000-8000-0000000000' || right(c.name, 2)))
 FROM (SELECT 's' || lpad(n::text, 2, '0') AS name FROM generate_series(1, 12) AS n) AS c;
 
 -- The usage events, [card, run, time], each reported through track_usage and then dated.
-SELECT pg_temp.remember('events', $$[
+SELECT test.remember('events', $$[
     ["s02", "e01", "2024-03-01T00:00:00Z"], ["s04", "e02", "2024-03-01T00:15:00Z"],
     ["s03", "e03", "2024-03-01T00:30:00Z"], ["s12", "e04", "2024-03-01T02:00:00Z"],
     ["s05", "e05", "2024-03-01T02:05:00Z"], ["s06", "e06", "2024-03-01T02:06:00Z"],
@@ -104,22 +79,22 @@ SELECT pg_temp.remember('events', $$[
     ["s10", "e27", "2024-03-01T06:00:00Z"], ["s11", "e28", "2024-02-29T23:59:59.999999Z"],
     ["s01", "e29", "2024-03-01T20:00:00Z"]
 ]$$);
-SELECT count(cards.track_usage(pg_temp.id('tenant_a'), pg_temp.id(e.event ->> 0), 's', e.event ->> 1))
-FROM jsonb_array_elements(pg_temp.doc('events')) AS e (event);
+SELECT count(cards.track_usage(test.id('tenant_a'), test.id(e.event ->> 0), 's', e.event ->> 1))
+FROM jsonb_array_elements(test.doc('events')) AS e (event);
 UPDATE cards.card_usage AS u SET recorded_at = (e.event ->> 2)::timestamptz
-FROM jsonb_array_elements(pg_temp.doc('events')) AS e (event)
-WHERE u.card_id = pg_temp.id(e.event ->> 0) AND u.run_id = e.event ->> 1;
-SELECT cards.track_usage(pg_temp.id('tenant_b'), pg_temp.id('b1'), 'wf-b', 'x1');
+FROM jsonb_array_elements(test.doc('events')) AS e (event)
+WHERE u.card_id = test.id(e.event ->> 0) AND u.run_id = e.event ->> 1;
+SELECT cards.track_usage(test.id('tenant_b'), test.id('b1'), 'wf-b', 'x1');
 UPDATE cards.card_usage SET recorded_at = '2024-03-01 02:00:00+00'
-WHERE card_id = pg_temp.id('b1');
+WHERE card_id = test.id('b1');
 -- h2: three runs two days ago; hr: one run a minute ago (now() is the transaction's start).
-SELECT count(cards.track_usage(pg_temp.id('tenant_a'), pg_temp.id('h2'), 'wf-2', 'run-' || n))
+SELECT count(cards.track_usage(test.id('tenant_a'), test.id('h2'), 'wf-2', 'run-' || n))
 FROM generate_series(1, 3) AS n;
 UPDATE cards.card_usage SET recorded_at = now() - interval '2 days'
-WHERE card_id = pg_temp.id('h2');
-SELECT cards.track_usage(pg_temp.id('tenant_a'), pg_temp.id('hr'), 'wf-r', 'just now');
+WHERE card_id = test.id('h2');
+SELECT cards.track_usage(test.id('tenant_a'), test.id('hr'), 'wf-r', 'just now');
 UPDATE cards.card_usage SET recorded_at = now() - interval '1 minute'
-WHERE card_id = pg_temp.id('hr');
+WHERE card_id = test.id('hr');
 
 -- ---------------------------------------------------------------------------------
 -- Persona: tenant A, through the gateway role — usage_summary of a window
@@ -127,31 +102,31 @@ WHERE card_id = pg_temp.id('hr');
 
 SET LOCAL ROLE cards_gateway;
 
-SELECT pg_temp.remember('hours', pg_temp.summary('2024-03-01T00:00:00Z', '2024-03-01T06:00:00Z', 'hour')::text);
+SELECT test.remember('hours', pg_temp.summary('2024-03-01T00:00:00Z', '2024-03-01T06:00:00Z', 'hour')::text);
 
 SELECT is(
-    (SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(pg_temp.doc('hours')) AS k),
+    (SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(test.doc('hours')) AS k),
     ARRAY['bucket', 'buckets', 'from', 'to', 'top_cards'],
     'a summary holds exactly from, to, bucket, buckets and top_cards'
 );
 SELECT is(
-    pg_temp.doc('hours') - '{buckets,top_cards}'::text[],
+    test.doc('hours') - '{buckets,top_cards}'::text[],
     '{"from": "2024-03-01T00:00:00.000000Z", "to": "2024-03-01T06:00:00.000000Z", "bucket": "hour"}',
     'it answers its window and bucket'
 );
 SELECT is(
-    pg_temp.doc('hours') -> 'buckets',
+    test.doc('hours') -> 'buckets',
     '[{"start": "2024-03-01T00:00:00.000000Z", "events": 3}, {"start": "2024-03-01T01:00:00.000000Z", "events": 0},
       {"start": "2024-03-01T02:00:00.000000Z", "events": 9}, {"start": "2024-03-01T03:00:00.000000Z", "events": 0},
       {"start": "2024-03-01T04:00:00.000000Z", "events": 9}, {"start": "2024-03-01T05:00:00.000000Z", "events": 5}]',
     'every hour of [from, to) has its bucket, empty ones too, counting the tenant''s events in it'
 );
 SELECT is(
-    pg_temp.doc('hours') -> 'top_cards',
+    test.doc('hours') -> 'top_cards',
     (
         SELECT
             jsonb_agg(
-                jsonb_build_object('card_id', pg_temp.id(t.name), 'title', 'Summary ' || t.name, 'events', t.events)
+                jsonb_build_object('card_id', test.id(t.name), 'title', 'Summary ' || t.name, 'events', t.events)
                 ORDER BY t.ord
             )
         FROM (
@@ -220,7 +195,7 @@ SELECT is(
 );
 SELECT is(
     pg_temp.summary() -> 'top_cards',
-    jsonb_build_array(jsonb_build_object('card_id', pg_temp.id('hr'), 'title', 'Used a minute ago', 'events', 1)),
+    jsonb_build_array(jsonb_build_object('card_id', test.id('hr'), 'title', 'Used a minute ago', 'events', 1)),
     'whose card is the most used'
 );
 SELECT is(
@@ -258,7 +233,7 @@ SELECT throws_ok(
 );
 SELECT is(
     (
-        SELECT jsonb_agg(pg_temp.error_detail(pg_temp.summary_sql(p_bucket => b.value)))
+        SELECT jsonb_agg(test.error_detail(pg_temp.summary_sql(p_bucket => b.value)))
         FROM unnest(ARRAY['week', 'HOUR', '', 'hours']) AS b (value)
     ),
     (SELECT jsonb_agg('[{"field": "bucket", "message": "must be hour or day"}]'::jsonb) FROM generate_series(1, 4)),
@@ -266,7 +241,7 @@ SELECT is(
 );
 SELECT is(
     (
-        SELECT jsonb_agg(pg_temp.error_detail(pg_temp.summary_sql(p_from => f.value, p_to => '2024-03-02T00:00:00Z')))
+        SELECT jsonb_agg(test.error_detail(pg_temp.summary_sql(p_from => f.value, p_to => '2024-03-02T00:00:00Z')))
         FROM unnest(ARRAY[
             'yesterday', '2024-03-01', '2024-03-01T00:00:00', '2024-02-30T00:00:00Z', '2024-03-01T25:00:00Z', ''
         ]) AS f (value)
@@ -278,17 +253,17 @@ SELECT is(
     'a from= that is not an RFC 3339 time with a zone is refused, naming from'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.summary_sql(p_from => '2024-03-01T00:00:00Z', p_to => 'now')),
+    test.error_detail(pg_temp.summary_sql(p_from => '2024-03-01T00:00:00Z', p_to => 'now')),
     '[{"field": "to", "message": "must be an RFC 3339 timestamp with a time zone"}]',
     'a bad to= is refused, naming to'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.summary_sql('2024-03-01T06:00:00Z', '2024-03-01T06:00:00Z')),
+    test.error_detail(pg_temp.summary_sql('2024-03-01T06:00:00Z', '2024-03-01T06:00:00Z')),
     '[{"field": "from", "message": "must be before to"}]',
     'an empty window (from = to) is refused'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.summary_sql('2024-03-01T07:00:00Z', '2024-03-01T06:00:00Z')),
+    test.error_detail(pg_temp.summary_sql('2024-03-01T07:00:00Z', '2024-03-01T06:00:00Z')),
     '[{"field": "from", "message": "must be before to"}]',
     'a window that ends before it starts is refused'
 );
@@ -298,12 +273,12 @@ SELECT is(
     'a window of 1000 hours is answered in 1000 buckets'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.summary_sql('2024-01-01T00:00:00Z', '2024-02-11T17:00:00Z', 'hour')),
+    test.error_detail(pg_temp.summary_sql('2024-01-01T00:00:00Z', '2024-02-11T17:00:00Z', 'hour')),
     '[{"field": "to", "message": "the window spans more than 1000 buckets"}]',
     'a window of 1001 hours is refused'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.summary_sql('2024-01-01T00:30:00Z', '2024-02-11T16:30:00Z', 'hour')),
+    test.error_detail(pg_temp.summary_sql('2024-01-01T00:30:00Z', '2024-02-11T16:30:00Z', 'hour')),
     '[{"field": "to", "message": "the window spans more than 1000 buckets"}]',
     'and so is a window of 1000 hours off the hour, which touches 1001 hour buckets'
 );
@@ -318,7 +293,7 @@ SELECT is(
     'a window of 1000 days is answered in 1000 day buckets'
 );
 SELECT is(
-    pg_temp.error_detail(pg_temp.summary_sql('2022-01-01T00:00:00Z', '2024-09-28T00:00:00Z', 'day')),
+    test.error_detail(pg_temp.summary_sql('2022-01-01T00:00:00Z', '2024-09-28T00:00:00Z', 'day')),
     '[{"field": "to", "message": "the window spans more than 1000 buckets"}]',
     'a window of 1001 days is refused'
 );
@@ -339,7 +314,7 @@ SELECT is(
 );
 SELECT is(
     pg_temp.summary('2024-03-01T00:00:00Z', '2024-03-01T06:00:00Z', p_tenant => 'tenant_b') -> 'top_cards',
-    jsonb_build_array(jsonb_build_object('card_id', pg_temp.id('b1'), 'title', 'Used by tenant B', 'events', 1)),
+    jsonb_build_array(jsonb_build_object('card_id', test.id('b1'), 'title', 'Used by tenant B', 'events', 1)),
     'and names only its own cards'
 );
 
@@ -349,7 +324,7 @@ RESET ROLE;
 -- Persona: a suspended tenant
 -- ---------------------------------------------------------------------------------
 
-SELECT cards.set_tenant_active(pg_temp.id('tenant_a'), FALSE);
+SELECT cards.set_tenant_active(test.id('tenant_a'), FALSE);
 SET LOCAL ROLE cards_gateway;
 
 SELECT throws_ok(

@@ -8,31 +8,6 @@ BEGIN;
 SELECT plan(15);
 
 -- Test-only helpers, rolled back with the transaction.
-CREATE FUNCTION pg_temp.remember(p_name text, p_value text) RETURNS text
-LANGUAGE sql AS $$ SELECT set_config('tap.' || p_name, p_value, TRUE) $$;
-CREATE FUNCTION pg_temp.id(p_name text) RETURNS uuid
-LANGUAGE sql STABLE AS $$ SELECT current_setting('tap.' || p_name)::uuid $$;
-CREATE FUNCTION pg_temp.doc(p_name text) RETURNS jsonb
-LANGUAGE sql STABLE AS $$ SELECT current_setting('tap.' || p_name)::jsonb $$;
--- The DETAIL of the CKVAL error the statement raises (the problem's "errors"), the
--- string "no error" when it succeeds, or "SQLSTATE: message" for any other error.
-CREATE FUNCTION pg_temp.error_detail(p_sql text) RETURNS jsonb
-LANGUAGE plpgsql AS $$
-DECLARE
-    v_state text;
-    v_message text;
-    v_detail text;
-BEGIN
-    EXECUTE p_sql;
-    RETURN '"no error"';
-EXCEPTION WHEN OTHERS THEN
-    GET STACKED DIAGNOSTICS v_state = RETURNED_SQLSTATE, v_message = MESSAGE_TEXT, v_detail = PG_EXCEPTION_DETAIL;
-    IF v_state <> 'CKVAL' THEN
-        RETURN to_jsonb(v_state || ': ' || v_message);
-    END IF;
-    RETURN v_detail::jsonb;
-END
-$$;
 -- What a tenant's gateway answers about a named card: the card (get_card), the card as
 -- listed, the runs of its usage history, and the events of the last 24 hours (summary).
 CREATE FUNCTION pg_temp.card(p_tenant text, p_card text) RETURNS jsonb
@@ -68,14 +43,14 @@ LANGUAGE sql SECURITY DEFINER AS $$
     SELECT coalesce(array_agg(u.run_id ORDER BY u.run_id), '{}') FROM cards.card_usage AS u
 $$;
 
-SELECT pg_temp.remember('tenant_a', cards.create_tenant('Tenant A')::text);
-SELECT pg_temp.remember('tenant_b', cards.create_tenant('Tenant B')::text);
-SELECT pg_temp.remember('a1', b.response -> 'cards' -> 0 ->> 'id') AS a1
-FROM cards.batch_create(pg_temp.id('tenant_a'), '[{"title": "Used for a long time", "content": 1}]') AS b;
-SELECT pg_temp.remember('b1', b.response -> 'cards' -> 0 ->> 'id') AS b1
-FROM cards.batch_create(pg_temp.id('tenant_b'), '[{"title": "Used long ago", "content": 1}]') AS b;
+SELECT test.remember('tenant_a', cards.create_tenant('Tenant A')::text);
+SELECT test.remember('tenant_b', cards.create_tenant('Tenant B')::text);
+SELECT test.remember('a1', b.response -> 'cards' -> 0 ->> 'id') AS a1
+FROM cards.batch_create(test.id('tenant_a'), '[{"title": "Used for a long time", "content": 1}]') AS b;
+SELECT test.remember('b1', b.response -> 'cards' -> 0 ->> 'id') AS b1
+FROM cards.batch_create(test.id('tenant_b'), '[{"title": "Used long ago", "content": 1}]') AS b;
 SELECT count(*) FROM (
-    SELECT cards.track_usage(current_setting('tap.' || u.tenant)::uuid, pg_temp.id(u.card), 'wf', u.run_id)
+    SELECT cards.track_usage(current_setting('tap.' || u.tenant)::uuid, test.id(u.card), 'wf', u.run_id)
     FROM (
         VALUES
         ('tenant_a', 'a1', 'a-100-days'), ('tenant_a', 'a1', 'a-61-minutes'), ('tenant_a', 'a1', 'a-59-minutes'),
@@ -99,8 +74,8 @@ WHERE run_id = 'a-1-minute';
 
 SET LOCAL ROLE cards_gateway;
 
-SELECT pg_temp.remember('a1_card', pg_temp.card('tenant_a', 'a1')::text);
-SELECT pg_temp.remember('b1_card', pg_temp.card('tenant_b', 'b1')::text);
+SELECT test.remember('a1_card', pg_temp.card('tenant_a', 'a1')::text);
+SELECT test.remember('b1_card', pg_temp.card('tenant_b', 'b1')::text);
 
 SELECT is(
     pg_temp.runs('tenant_a', 'a1'),
@@ -108,7 +83,7 @@ SELECT is(
     'before the purge, the history holds every run'
 );
 SELECT is(pg_temp.last_day_events('tenant_a'), 3::bigint, 'and the summary of the last 24 hours three of them');
-SELECT is(pg_temp.doc('a1_card') -> 'usage_count', '4', 'the card counts four runs');
+SELECT is(test.doc('a1_card') -> 'usage_count', '4', 'the card counts four runs');
 
 RESET ROLE;
 
@@ -119,17 +94,17 @@ RESET ROLE;
 SET LOCAL ROLE cards_admin;
 
 SELECT is(
-    pg_temp.error_detail('SELECT cards.purge_usage_events(interval ''59 minutes 59 seconds'')'),
+    test.error_detail('SELECT cards.purge_usage_events(interval ''59 minutes 59 seconds'')'),
     '[{"field": "p_older_than", "message": "must be at least 1 hour; p_limit at least 1"}]',
     'a retention window just under an hour is refused'
 );
 SELECT is(
-    pg_temp.error_detail('SELECT cards.purge_usage_events(interval ''-1 day'')'),
+    test.error_detail('SELECT cards.purge_usage_events(interval ''-1 day'')'),
     '[{"field": "p_older_than", "message": "must be at least 1 hour; p_limit at least 1"}]',
     'a negative retention window is refused'
 );
 SELECT is(
-    pg_temp.error_detail('SELECT cards.purge_usage_events(interval ''1 day'', NULL)'),
+    test.error_detail('SELECT cards.purge_usage_events(interval ''1 day'', NULL)'),
     '[{"field": "p_older_than", "message": "must be at least 1 hour; p_limit at least 1"}]',
     'a NULL limit is refused'
 );
@@ -155,10 +130,10 @@ SET LOCAL ROLE cards_gateway;
 
 SELECT is(
     pg_temp.card('tenant_a', 'a1'),
-    pg_temp.doc('a1_card'),
+    test.doc('a1_card'),
     'get_card answers the same usage_count and last_used_at after the purge'
 );
-SELECT is(pg_temp.listed('tenant_a', 'a1'), pg_temp.doc('a1_card'), 'and so does the listing');
+SELECT is(pg_temp.listed('tenant_a', 'a1'), test.doc('a1_card'), 'and so does the listing');
 SELECT is(
     pg_temp.runs('tenant_a', 'a1'),
     ARRAY['a-1-minute', 'a-59-minutes'],
@@ -176,7 +151,7 @@ SET LOCAL ROLE cards_gateway;
 
 SELECT is(
     pg_temp.card('tenant_b', 'b1'),
-    pg_temp.doc('b1_card'),
+    test.doc('b1_card'),
     'tenant B''s card keeps its usage_count and last_used_at too'
 );
 SELECT is(pg_temp.runs('tenant_b', 'b1'), '{}', 'while its purged run has left its history');
