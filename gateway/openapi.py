@@ -484,27 +484,19 @@ _USAGE_LINKS = _card_links("$response.body#/card_id") | {
 }
 _LIST_LINKS = {
     "GetCard": _link("getCard", "Read the first card of the page.", {"path.id": _FIRST_CARD}),
+    # A link cannot copy the filters only when they were given; a cursor is valid only with its
+    # filters (else 422), so this is the next page of an unfiltered listing.
     "NextPage": _link(
         "listCards",
-        "The next page, with the same filters.",
-        {
-            **{
-                f"query.{name}": f"$request.query.{name}"
-                for name in ("kind", "tag", "contains", "q", "limit")
-            },
-            "query.cursor": "$response.body#/next_cursor",
-        },
+        "The next page (of a listing without filters).",
+        {"query.cursor": "$response.body#/next_cursor"},
     ),
 }
 _USAGE_PAGE_LINKS = {
     "NextPage": _link(
         "cardUsageHistory",
         "The next page.",
-        {
-            "path.id": "$request.path.id",
-            "query.limit": "$request.query.limit",
-            "query.cursor": "$response.body#/next_cursor",
-        },
+        {"path.id": "$request.path.id", "query.cursor": "$response.body#/next_cursor"},
     )
 }
 

@@ -16,6 +16,7 @@ import argparse
 import base64
 import collections
 import json
+import os
 import random
 import re
 import subprocess
@@ -32,17 +33,33 @@ CONFIG = ROOT / "scripts" / "fuzz.toml"
 REPORT = ROOT / "docs" / "FUZZING.md"
 BEGIN, END = "<!-- fuzz-results:begin -->", "<!-- fuzz-results:end -->"
 MIN_CASES = 1000
+KNOWN_LOG = "known-defects.ndjson"  # failures of known, open defects (scripts/fuzz_hooks.py KNOWN_DEFECTS)
 
 
-def schemathesis_command(url: str, api_key: str, examples: int, seed: int, reports: Path) -> list[str]:
-    """The `schemathesis run` both `make fuzz` and the short run in tests/test_fuzz.py use."""
-    return [
+def run_schemathesis(
+    url: str, api_key: str, examples: int, seed: int, reports: Path, echo: bool = False
+) -> tuple[int, str]:
+    """`schemathesis run` as both `make fuzz` and the short run in tests/test_fuzz.py use it: its exit
+    code and output (also printed as it comes when `echo`). Reports go to `reports`."""
+    reports.mkdir(parents=True, exist_ok=True)
+    command = [
         *(sys.executable, "-m", "schemathesis.cli", "--config-file", str(CONFIG), "--no-color", "run"),
         f"{url}/openapi.json",
         *("--header", f"Authorization: Bearer {api_key}"),
         *("--max-examples", str(examples), "--seed", str(seed)),
         *("--report", "ndjson,json,junit", "--report-dir", str(reports)),
     ]
+    env = os.environ | {"CARDS_FUZZ_KNOWN_LOG": str(reports / KNOWN_LOG)}
+    output = []
+    with subprocess.Popen(
+        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    ) as process:
+        for line in process.stdout:
+            output.append(line)
+            if echo:
+                sys.stdout.write(line)
+                sys.stdout.flush()
+    return process.returncode, "".join(output)
 
 
 @dataclass
@@ -57,6 +74,7 @@ class Summary:
     links: collections.Counter = field(default_factory=collections.Counter)  # transition → times
     checks: collections.Counter = field(default_factory=collections.Counter)  # (check, status) → n
     failures: list[dict] = field(default_factory=list)
+    known: collections.Counter = field(default_factory=collections.Counter)  # open defect → failures
     exit_code: int | None = None
     running_time: float = 0.0
     version: str = ""
@@ -96,6 +114,9 @@ def summarize(reports: Path, spec: dict) -> Summary:
                     summary.links[(transition["id"], transition.get("is_inferred", False))] += 1
             for results in recorder.get("checks", {}).values():
                 summary.checks.update((check["name"], check["status"]) for check in results)
+    if (reports / KNOWN_LOG).exists():
+        for line in (reports / KNOWN_LOG).read_text().splitlines():
+            summary.known[json.loads(line)["defect"]] += 1
     report = json.loads(max(reports.glob("json-*.json")).read_text())
     summary.failures = report.get("failures", [])
     summary.exit_code = report.get("exit_code")
@@ -140,6 +161,7 @@ def render(
         f"| 5xx answers | **{len(summary.server_errors)}** |",
         f"| unexpected errors in the gateway log | **{logged}** |",
         f"| failures reported by Schemathesis | **{sum(f.get('count', 1) for f in summary.failures)}** |",
+        f"| failures of known open defects | {_known(summary)} |",
         f"| API links followed | {len(summary.links)} distinct ({sum(summary.links.values())} times) |",
         "",
         "Cases per operation (positive = generated to be valid, negative = to be invalid):",
@@ -175,6 +197,12 @@ def render(
     return "\n".join(lines)
 
 
+def _known(summary: Summary) -> str:
+    if not summary.known:
+        return "none"
+    return ", ".join(f"`{name}` ×{n}" for name, n in sorted(summary.known.items())) + " (see below)"
+
+
 def write_report(section: str) -> None:
     text = REPORT.read_text() if REPORT.exists() else "# Fuzzing\n"
     if BEGIN in text and END in text:
@@ -203,17 +231,17 @@ def main(argv: list[str] | None = None) -> int:
         old.unlink()
     started, t0 = datetime.now(UTC), time.monotonic()
     print(f"fuzz: seed {seed}, {args.examples} examples per operation and phase", flush=True)
-    with Stack(args.pg_dir, args.pg_port, "test", gateway_port=args.gw_port, work=args.work) as stack:
+    # The fuzzer sends hundreds of unauthenticated requests from one address on purpose: the per-address
+    # throttle of failed authentications would answer 429 to everything after them.
+    quiet = {"CARDS_AUTH_FAILURE_LIMIT": "0"}
+    with Stack(
+        args.pg_dir, args.pg_port, "test", gateway_port=args.gw_port, work=args.work, gateway_env=quiet
+    ) as stack:
         stack.gateway_log.write_text("")
-        command = schemathesis_command(stack.url, stack.api_key, args.examples, seed, reports)
-        with open(args.work / "schemathesis.log", "w") as log:
-            process = subprocess.Popen(
-                command, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-            )
-            for line in process.stdout:
-                sys.stdout.write(line)
-                log.write(line)
-            process.wait()
+        returncode, output = run_schemathesis(
+            stack.url, stack.api_key, args.examples, seed, reports, echo=True
+        )
+        (args.work / "schemathesis.log").write_text(output)
         logged = unexpected_errors(stack.gateway_log)
     summary = summarize(reports, SPEC)
     wall = time.monotonic() - t0
@@ -222,8 +250,8 @@ def main(argv: list[str] | None = None) -> int:
         write_report(section)
     print(re.sub(r"\n{3,}", "\n\n", section.replace(BEGIN, "").replace(END, "")))
     problems = []
-    if process.returncode != 0:
-        problems.append(f"schemathesis exited {process.returncode} (see {args.work / 'schemathesis.log'})")
+    if returncode != 0:
+        problems.append(f"schemathesis exited {returncode} (see {args.work / 'schemathesis.log'})")
     if summary.server_errors or logged:
         problems.append(f"{len(summary.server_errors)} 5xx answers, {logged} unexpected errors logged")
     if summary.cases < MIN_CASES:

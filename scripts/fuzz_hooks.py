@@ -10,6 +10,11 @@ refused for means the spec is looser than the server: a spec defect.
 `trace_id_echoed`: every response carries X-Trace-ID, the request's when it was valid, and a problem's
 `trace_id` is that same value (../shared/API.md, Transport).
 
+`filter_failure`: a failure caused by a defect that is known and still open (KNOWN_DEFECTS: each has
+an xfail(strict=True) regression test in tests/test_fuzz.py and an entry in docs/FUZZING.md) does not
+fail the run; it is counted, one JSON line per failure, in the file named by $CARDS_FUZZ_KNOWN_LOG.
+Once the defect is fixed its test XPASSes, and its entry here goes with the xfail mark.
+
 `flatmap_headers`: a generated Idempotency-Key is short ("0", "A") and so is reused by most batches
 of a run, each with another body (422 idempotency-key-reused): few batches would ever be created and
 the stateful phase would seldom start from one. Like a real job, two requests in three make a valid
@@ -20,6 +25,7 @@ invalid keys of negative cases are still exercised.
 from __future__ import annotations
 
 import json
+import os
 import re
 
 import schemathesis
@@ -124,3 +130,38 @@ def flatmap_headers(ctx, headers):
         return st.just(headers)
     fresh = st.uuids().map(lambda u: headers | {_IDEMPOTENCY_KEY: f"{key}-{u.hex}"})
     return st.one_of(st.just(headers), fresh, fresh)
+
+
+def _parser_line_too_long(case, response) -> bool:
+    """aiohttp refuses a request line or header field over 8190 bytes with its own plain-text 400,
+    before the app: no problem+json, no X-Trace-ID, a status the spec does not give. Spec-valid
+    requests reach it (a 1000-character cursor or a 500-character q of 4-byte characters, each
+    percent-encoded to 12 bytes)."""
+    return (
+        response.status_code == 400
+        and "x-trace-id" not in response.headers
+        and response.text.startswith("Got more than 8190 bytes when reading")
+    )
+
+
+KNOWN_DEFECTS = {
+    "request-line-too-long": _parser_line_too_long,
+}
+
+
+@schemathesis.hook
+def filter_failure(ctx, failure, case, response) -> bool:
+    """Keep every failure but those of a known, open defect; count those in $CARDS_FUZZ_KNOWN_LOG."""
+    for name, matches in KNOWN_DEFECTS.items():
+        if response is not None and matches(case, response):
+            log = os.environ.get("CARDS_FUZZ_KNOWN_LOG")
+            if log:
+                with open(log, "a") as out:
+                    out.write(
+                        json.dumps(
+                            {"defect": name, "operation": case.operation.label, "failure": failure.title}
+                        )
+                        + "\n"
+                    )
+            return False
+    return True

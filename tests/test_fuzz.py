@@ -16,7 +16,7 @@ import uuid
 import pytest
 
 from gateway.openapi import PARAMETERS, PATHS, SCHEMAS, SPEC
-from scripts.fuzz import schemathesis_command, summarize, unexpected_errors
+from scripts.fuzz import run_schemathesis, summarize, unexpected_errors
 
 from .conftest import ROOT, cards, create
 
@@ -62,10 +62,9 @@ def test_schemathesis_finds_no_defect_in_a_short_run(gateway_process, admin, tmp
     url, log = gateway_process
     tenant = admin.tenant("fuzz")
     reports = tmp_path / "reports"
-    command = schemathesis_command(url, tenant.key, EXAMPLES, SEED, reports)
-    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    returncode, output = run_schemathesis(url, tenant.key, EXAMPLES, SEED, reports)
     summary = summarize(reports, SPEC)
-    assert result.returncode == 0, result.stdout[-30000:]
+    assert returncode == 0, output[-30000:]
     assert not summary.server_errors, summary.server_errors
     assert unexpected_errors(log) == 0, log.read_text()[-10000:]
     assert summary.cases >= 200
@@ -198,3 +197,21 @@ async def test_a_listing_contains_object_holding_nul_is_named_as_nul(client, ten
     response = await client.get("/api/v1/cards", params=params, headers=tenant.auth)
     errors = (await response.json())["errors"]
     assert errors == [{"field": "contains", "message": "must not contain NUL (\\u0000)"}]
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="open (docs/FUZZING.md, request-line-too-long): aiohttp answers a request line or header "
+    "field over 8190 bytes itself, before the app: a plain-text 400 without X-Trace-ID that the spec "
+    "does not give. Spec-valid requests reach it. Remove this mark, and the entry in KNOWN_DEFECTS of "
+    "scripts/fuzz_hooks.py, once the gateway answers it as a problem.",
+)
+async def test_a_spec_valid_query_over_8190_bytes_is_answered_as_a_problem(client, tenant):
+    # A 1000-character cursor of 4-byte characters: 12,000 bytes once percent-encoded (a forged cursor,
+    # so the answer due is a 422 naming it).
+    cursor = "\N{GRINNING FACE}" * 1000
+    assert len(cursor) <= PARAMETERS["Cursor"]["schema"]["maxLength"]
+    response = await client.get("/api/v1/cards", params={"cursor": cursor}, headers=tenant.auth)
+    assert response.headers.get("X-Trace-ID")
+    assert response.content_type == "application/problem+json"
+    assert str(response.status) in SPEC["paths"]["/api/v1/cards"]["get"]["responses"]
