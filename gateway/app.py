@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 import time
@@ -13,10 +14,10 @@ import orjson
 from aiohttp import web
 
 from . import __version__, openapi
-from .auth import Authenticator
+from .auth import Authenticator, Throttle
 from .config import Config
 from .db import Database
-from .errors import Problem, from_database, from_http
+from .errors import DatabaseTimeout, DatabaseUnavailable, Problem, from_database, from_http
 from .metrics import CONTENT_TYPE, Metrics
 from .migrate import latest_version
 
@@ -31,6 +32,7 @@ SCHEMA_VERSION = web.AppKey("schema_version", int)
 
 TRACE_ID = web.RequestKey("trace_id", str)
 TENANT = web.RequestKey("tenant", str)
+LINGERING_S = 10.0  # aiohttp's default
 _TRACE_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _JSON = "application/json"
 # A card's path: {id} is any segment but the names of the POST routes beside it, so that
@@ -151,7 +153,7 @@ async def usage_summary(request: web.Request) -> web.Response:
 
 
 async def _tenant(request: web.Request) -> uuid.UUID:
-    tenant = await request.app[AUTH].tenant(request.headers.getall("Authorization", []))
+    tenant = await request.app[AUTH].tenant(request.headers.getall("Authorization", []), request.remote or "")
     request[TENANT] = str(tenant)
     return tenant
 
@@ -221,7 +223,12 @@ async def _json_body(request: web.Request) -> bytes:
     limit = request.app[CONFIG].max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise Problem("payload-too-large", f"the request body is over {limit} bytes")
-    return await request.read()  # stops with 413 as soon as a chunked body passes the limit
+    seconds = request.app[CONFIG].body_timeout_s
+    try:
+        async with asyncio.timeout(seconds):  # a slow client does not keep its request open for ever
+            return await request.read()  # stops with 413 as soon as a chunked body passes the limit
+    except TimeoutError:
+        raise Problem("request-timeout", f"the request body did not arrive within {seconds:g} s") from None
 
 
 async def _continue_if_within_limit(request: web.Request) -> None:
@@ -263,7 +270,10 @@ async def health(request: web.Request) -> web.Response:
 async def ready(request: web.Request) -> web.Response:
     app = request.app
     app[METRICS].ready.set(0)
-    row = await app[DB].fetchrow("SELECT cards.schema_version() AS version")
+    try:
+        row = await app[DB].fetchrow("SELECT cards.schema_version() AS version")
+    except (DatabaseTimeout, asyncpg.QueryCanceledError) as exc:  # no answer in time: not ready
+        raise DatabaseUnavailable(repr(exc)) from exc
     if row["version"] != app[SCHEMA_VERSION]:
         raise Problem(
             "service-unavailable",
@@ -341,7 +351,17 @@ async def observe(request: web.Request, handler) -> web.StreamResponse:
 
 def init_app(config: Config | None = None) -> web.Application:
     config = config or Config.from_env()
-    app = web.Application(middlewares=[observe], client_max_size=config.max_body_bytes)
+    app = web.Application(
+        middlewares=[observe],
+        client_max_size=config.max_body_bytes,
+        handler_args={
+            # Also closes a connection that never completes its request head: aiohttp has no other timeout.
+            "keepalive_timeout": config.keepalive_timeout_s,
+            # After an answer sent before the body was read (401, 408, 413, …), the rest of the body is
+            # read and dropped, so that the client sees the answer, for at most this long; then close.
+            "lingering_time": min(LINGERING_S, config.body_timeout_s),
+        },
+    )
     app[CONFIG] = config
     app[SCHEMA_VERSION] = latest_version()
     app[DB] = database = Database(config)
@@ -352,6 +372,7 @@ def init_app(config: Config | None = None) -> web.Application:
         config.auth_cache_ttl_s,
         config.auth_cache_size,
         m.auth_failures,
+        Throttle(config.auth_failure_limit, config.auth_failure_window_s, config.auth_throttle_size),
     )
     m.watch_pool(
         size=lambda: database.pool.get_size() if database.pool else 0,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import math
 import re
 import time
 import uuid
@@ -19,19 +20,76 @@ JWT_LEEWAY_S = 10
 Lookup = Callable[[str], Awaitable[uuid.UUID | None]]
 
 
+class Throttle:
+    """Failed authentications per client address, in fixed windows: an address with `limit` failures
+    in its window is refused (429) until the window ends. Bounded: at most `size` addresses are kept;
+    when full, the one whose last failure is oldest is forgotten. A `limit` of 0 turns it off."""
+
+    def __init__(self, limit: int, window: float, size: int) -> None:
+        self._limit, self._window, self._size = limit, window, size
+        self._failures: dict[str, tuple[float, int]] = {}  # address -> (window start, failures)
+
+    def __len__(self) -> int:
+        return len(self._failures)
+
+    def check(self, address: str) -> None:
+        entry = self._failures.get(address)
+        if entry is None:
+            return
+        wait = entry[0] + self._window - time.monotonic()
+        if wait <= 0:
+            del self._failures[address]
+        elif entry[1] >= self._limit:
+            retry = str(math.ceil(wait))
+            raise Problem(
+                "rate-limited",
+                f"too many failed authentications from this address; retry in {retry} s",
+                headers={"Retry-After": retry},
+            )
+
+    def failed(self, address: str) -> None:
+        if not self._limit:
+            return
+        now = time.monotonic()
+        start, failures = self._failures.pop(address, (now, 0))  # re-inserted last: oldest first
+        if now - start >= self._window:
+            start, failures = now, 0
+        while len(self._failures) >= self._size:
+            del self._failures[next(iter(self._failures))]
+        self._failures[address] = (start, failures + 1)
+
+
 class Authenticator:
-    """Answers the tenant a bearer token speaks for, or raises a 401 problem.
+    """Answers the tenant a bearer token speaks for, or raises a 401 problem (429 while the client's
+    address is throttled for its failures).
 
     Keys and tokens are never logged; the cache is keyed by the key's SHA-256, and only
     successful lookups are cached, for at most `ttl` seconds (so a revocation shows within it).
     """
 
-    def __init__(self, lookup: Lookup, jwt_secret: str | None, ttl: float, size: int, failures: Counter):
+    def __init__(
+        self,
+        lookup: Lookup,
+        jwt_secret: str | None,
+        ttl: float,
+        size: int,
+        failures: Counter,
+        throttle: Throttle,
+    ):
         self._lookup, self._secret, self._ttl, self._size = lookup, jwt_secret, ttl, size
-        self._failures = failures
+        self._failures, self._throttle = failures, throttle
         self._cache: dict[bytes, tuple[float, uuid.UUID]] = {}
 
-    async def tenant(self, authorization: list[str]) -> uuid.UUID:
+    async def tenant(self, authorization: list[str], address: str) -> uuid.UUID:
+        """The tenant of the request's Authorization field lines, sent from `address`."""
+        self._throttle.check(address)
+        try:
+            return await self._tenant(authorization)
+        except Problem:
+            self._throttle.failed(address)
+            raise
+
+    async def _tenant(self, authorization: list[str]) -> uuid.UUID:
         if not authorization:
             raise self._refuse("missing", "an Authorization: Bearer header is required")
         scheme, _, token = authorization[0].partition(" ")

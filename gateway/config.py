@@ -30,6 +30,15 @@ class Config:
     auth_cache_ttl_s: float = 4.0
     auth_cache_size: int = 10_000
     shutdown_timeout_s: float = 30.0
+    # A slow client: its body must arrive within this (408), and an idle or unfinished connection
+    # is closed after the keep-alive timeout. Neither ever holds a database connection.
+    body_timeout_s: float = 30.0
+    keepalive_timeout_s: float = 75.0
+    # Failed authentications per client address: at the limit within the window, the address gets
+    # 429 until the window ends (0 turns the throttle off). At most auth_throttle_size addresses.
+    auth_failure_limit: int = 30
+    auth_failure_window_s: float = 60.0
+    auth_throttle_size: int = 10_000
 
     def __post_init__(self) -> None:
         if self.pool_min > self.pool_max:
@@ -79,4 +88,8 @@ _NUMBERS = (
     ("CARDS_POOL_TIMEOUT_S", "pool_timeout_s", float, 0.001, None),
     ("CARDS_AUTH_CACHE_TTL_S", "auth_cache_ttl_s", float, 0, 4),
     ("CARDS_SHUTDOWN_TIMEOUT_S", "shutdown_timeout_s", float, 0, None),
+    ("CARDS_BODY_TIMEOUT_S", "body_timeout_s", float, 0.001, None),
+    ("CARDS_KEEPALIVE_TIMEOUT_S", "keepalive_timeout_s", float, 0.001, None),
+    ("CARDS_AUTH_FAILURE_LIMIT", "auth_failure_limit", int, 0, None),
+    ("CARDS_AUTH_FAILURE_WINDOW_S", "auth_failure_window_s", float, 0.001, 86400),
 )

@@ -5,9 +5,12 @@ from __future__ import annotations
 import asyncpg
 
 from .config import Config
-from .errors import DatabaseUnavailable
+from .errors import DatabaseTimeout, DatabaseUnavailable
 
 GATEWAY_ROLE = "cards_gateway"
+# The server's statement_timeout ends a slow statement with an answer (57014). A server that does
+# not answer at all (a frozen host, a network that drops packets) is given up on this much later.
+COMMAND_GRACE_S = 1.0
 
 
 async def _keep_session(conn: asyncpg.Connection) -> None:
@@ -31,6 +34,7 @@ class Database:
             min_size=c.pool_min,
             max_size=c.pool_max,
             reset=_keep_session,
+            command_timeout=c.statement_timeout_ms / 1000 + COMMAND_GRACE_S,
             server_settings={
                 # Least privilege even when DATABASE_URL is an owner's or a superuser's DSN.
                 "role": GATEWAY_ROLE,
@@ -44,7 +48,9 @@ class Database:
             await self.pool.close()
 
     async def fetchrow(self, query: str, *args: object) -> asyncpg.Record:
-        """Runs one statement on a pooled connection: one round trip once the statement is prepared."""
+        """Runs one statement on a pooled connection: one round trip once the statement is prepared.
+        Connecting, waiting for a free connection and the statement itself are each bounded: no
+        connection in time or a lost one is `DatabaseUnavailable` (503), no answer `DatabaseTimeout`."""
         assert self.pool is not None, "the pool opens in the app's cleanup context"
         self.waiters += 1
         try:
@@ -55,7 +61,14 @@ class Database:
             self.waiters -= 1
         try:
             return await conn.fetchrow(query, *args)
+        except TimeoutError as exc:
+            conn.terminate()  # it did not answer: never hand it out again
+            raise DatabaseTimeout(repr(exc)) from exc
         except OSError as exc:
+            raise DatabaseUnavailable(repr(exc)) from exc
+        except asyncpg.InterfaceError as exc:
+            if not conn.is_closed():
+                raise  # a misuse of the connection, not an outage
             raise DatabaseUnavailable(repr(exc)) from exc
         finally:
             await self.pool.release(conn)

@@ -14,6 +14,7 @@ PROBLEMS: dict[str, tuple[int, str, tuple[str, ...]]] = {
     "forbidden": (403, "Forbidden", ("CKFBD",)),
     "not-found": (404, "Not Found", ("CKNFD",)),
     "method-not-allowed": (405, "Method Not Allowed", ()),
+    "request-timeout": (408, "Request Timeout", ()),
     "idempotency-key-in-use": (409, "Idempotency-Key In Use", ("CKIKU",)),
     "duplicate-card": (409, "Duplicate Card", ("CKDUP",)),
     "precondition-failed": (412, "Precondition Failed", ("CKPFL",)),
@@ -27,8 +28,8 @@ PROBLEMS: dict[str, tuple[int, str, tuple[str, ...]]] = {
     "service-unavailable": (503, "Service Unavailable", ("40001", "40P01")),
     "gateway-timeout": (504, "Gateway Timeout", ("57014",)),
 }
-# Worth retrying after a second: sent with `Retry-After: 1`.
-RETRYABLE = frozenset({"idempotency-key-in-use", "rate-limited", "service-unavailable"})
+# Worth retrying after a second: sent with `Retry-After: 1` (unless the problem names another wait).
+RETRYABLE = frozenset({"idempotency-key-in-use", "rate-limited", "service-unavailable", "gateway-timeout"})
 
 BY_SQLSTATE = {state: slug for slug, (_, _, states) in PROBLEMS.items() for state in states}
 _BY_STATUS = {status: slug for slug, (status, _, _) in reversed(PROBLEMS.items())}
@@ -39,6 +40,10 @@ _UNAVAILABLE_CLASSES = ("08", "53", "57P")
 
 class DatabaseUnavailable(Exception):
     """No database connection could be had: refused, broken, or none free in time."""
+
+
+class DatabaseTimeout(Exception):
+    """The database did not answer a statement at all, long after its statement_timeout."""
 
 
 class Problem(Exception):
@@ -59,12 +64,15 @@ class Problem(Exception):
         body |= {"detail": self.detail, "trace_id": trace_id}
         if self.errors is not None:
             body["errors"] = self.errors
-        return web.Response(
+        response = web.Response(
             status=self.status,
             body=orjson.dumps(body),
             content_type="application/problem+json",
             headers=self.headers,
         )
+        if self.status == 408:  # the rest of a late body is not worth waiting for
+            response.force_close()
+        return response
 
 
 def from_http(exc: web.HTTPException) -> Problem:
@@ -93,6 +101,8 @@ def from_database(exc: BaseException) -> Problem | None:
         return None
     if isinstance(exc, DatabaseUnavailable):
         return Problem("service-unavailable", "the database is unavailable; retry")
+    if isinstance(exc, DatabaseTimeout):
+        return Problem("gateway-timeout", "the database did not answer in time")
     return None
 
 

@@ -368,6 +368,8 @@ _WHEN = {
     "forbidden": "The tenant is unknown or suspended.",
     "not-found": "No such card for this tenant (unknown, deleted, foreign or malformed id), or route.",
     "method-not-allowed": "The route does not accept this method; `Allow` lists the ones it does.",
+    "request-timeout": "The body did not arrive within the body timeout (30 s unless configured); the "
+    "connection is closed.",
     "idempotency-key-in-use": "A request with the same key is still running after the bounded wait.",
     "duplicate-card": "The change would duplicate another live card.",
     "precondition-failed": "`If-Match` names a stale version.",
@@ -377,10 +379,11 @@ _WHEN = {
     "one (`field`: the body field or the parameter), with `index` for an item of the request's array.",
     "idempotency-key-reused": "The key was used before with a different body.",
     "precondition-required": "`If-Match` is missing.",
-    "rate-limited": "Too many requests.",
+    "rate-limited": "Too many failed authentications from this client address (30 a minute unless "
+    "configured): every API request from it is refused until `Retry-After` seconds have passed.",
     "internal-error": "An unexpected error; it is logged under the trace_id.",
     "service-unavailable": "The database is unreachable, busy or on another schema version; retry.",
-    "gateway-timeout": "The database did not answer in time.",
+    "gateway-timeout": "The database did not answer in time (the statement timeout); retry.",
 }
 
 
@@ -501,8 +504,10 @@ _USAGE_PAGE_LINKS = {
 }
 
 
-_API_ERRORS = ("unauthorized", "forbidden", "internal-error", "service-unavailable", "gateway-timeout")
-_BODY_ERRORS = ("malformed-json", "payload-too-large", "unsupported-media-type", "validation-error")
+_API_ERRORS = ("unauthorized", "forbidden", "rate-limited", "internal-error")
+_API_ERRORS += ("service-unavailable", "gateway-timeout")
+_BODY_ERRORS = ("malformed-json", "request-timeout", "payload-too-large", "unsupported-media-type")
+_BODY_ERRORS += ("validation-error",)
 
 
 def _api(

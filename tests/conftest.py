@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
+import logging
 import os
+import re
 import subprocess
 import sys
 import time
@@ -22,12 +25,41 @@ from pytest_postgresql.janitor import DatabaseJanitor
 
 from gateway.app import init_app
 from gateway.config import Config
+from gateway.logs import JsonFormatter
 
 from .pgproxy import PgProxy
 
 ROOT = Path(__file__).resolve().parent.parent
 JWT_SECRET = "tests-only-hs256-secret-0123456789abcdef"
 OWN_CLUSTER = (ROOT / ".data" / "pytest-pg", 54332)
+# The random part of every API key and JWT the fixtures issue: none may be in any log line.
+ISSUED: set[str] = set()
+
+
+def _issued(credential: str) -> str:
+    ISSUED.add(credential[36:] if credential.startswith("ck_") else credential.rpartition(".")[2])
+    return credential
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_credential_in_any_log_line() -> Iterator[None]:
+    """Every log record of the whole run, at DEBUG, formatted as `python -m gateway` writes them; at
+    the end, none may hold an API key's secret or a JWT's signature that a test used."""
+    out = io.StringIO()
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.DEBUG)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+    runs = set(re.findall(r"[A-Za-z0-9_-]{43,}", out.getvalue()))  # where a secret or signature would be
+    leaked = sum(1 for secret in ISSUED if any(secret in run for run in runs))
+    assert leaked == 0, f"{leaked} of the {len(ISSUED)} credentials the tests used are in the logs"
 
 
 @pytest.fixture(scope="session")
@@ -108,7 +140,7 @@ class Tenant:
 
 def make_jwt(tenant_id: object, *, secret: str = JWT_SECRET, expires_in: float = 300, **claims) -> str:
     claims = {"tenant_id": tenant_id, "exp": int(time.time() + expires_in)} | claims
-    return jwt.encode({k: v for k, v in claims.items() if v is not None}, secret, algorithm="HS256")
+    return _issued(jwt.encode({k: v for k, v in claims.items() if v is not None}, secret, algorithm="HS256"))
 
 
 class Admin:
@@ -124,11 +156,11 @@ class Admin:
     def tenant(self, name: str = "tenant") -> Tenant:
         tenant_id = self.value("SELECT cards.create_tenant(%s)", name)
         key_id, key = self.conn.execute("SELECT * FROM cards.create_api_key(%s)", (tenant_id,)).fetchone()
-        return Tenant(str(tenant_id), key, str(key_id))
+        return Tenant(str(tenant_id), _issued(key), str(key_id))
 
     def new_key(self, tenant: Tenant) -> Tenant:
         key_id, key = self.conn.execute("SELECT * FROM cards.create_api_key(%s)", (tenant.id,)).fetchone()
-        return Tenant(tenant.id, key, str(key_id))
+        return Tenant(tenant.id, _issued(key), str(key_id))
 
     def revoke(self, tenant: Tenant) -> bool:
         return self.value("SELECT cards.revoke_api_key(%s)", tenant.key_id)
