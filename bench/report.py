@@ -208,8 +208,10 @@ def render(result: dict, latest: dict[str, dict], image: str | None) -> str:
         "pgbench's tps at the same concurrency in this run. *errors*: non-2xx answers and socket errors "
         "(wrk) or failed transactions (pgbench). *CPU* is postgres / gateway / load client / other "
         "jobs / whole machine, in % of one core (200 % = both cores). Before each run the harness "
-        f"waits up to {cfg.get('quiet_wait_seconds', 0):g} s for other jobs to leave the CPU; *other* "
-        "is what they took during the run anyway.",
+        f"waits up to {cfg.get('quiet_wait_seconds', 0):g} s for other jobs to leave the CPU; a run during "
+        f"which they still took more than {NOISY_OTHER_PCT} % of a core is measured again, up to "
+        f"{cfg.get('retries', 0)} times, and the least disturbed attempt is kept; *other* is what they "
+        "took during the kept attempt.",
         "",
     ]
     if image:

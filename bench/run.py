@@ -26,6 +26,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -61,6 +62,7 @@ class Plan:
     reuse: bool
     gateway_log_level: str
     quiet_wait: float
+    retries: int
     failures: list[str] = field(default_factory=list)
 
 
@@ -86,6 +88,12 @@ def parse_args(argv: list[str] | None = None) -> Plan:
         type=float,
         default=None,
         help="before each run, wait up to this long for other jobs to leave the CPU (default 30; smoke 0)",
+    )
+    p.add_argument(
+        "--retries",
+        type=int,
+        default=None,
+        help="measure a disturbed run again up to this many times, keep the least disturbed (default 2)",
     )
     p.add_argument("--gateway-log-level", default="INFO", help="the gateway's CARDS_LOG_LEVEL (default INFO)")
     a = p.parse_args(argv)
@@ -115,6 +123,7 @@ def parse_args(argv: list[str] | None = None) -> Plan:
         reuse=a.reuse and not smoke,
         gateway_log_level=a.gateway_log_level,
         quiet_wait=a.quiet_wait if a.quiet_wait is not None else (0 if smoke else 30),
+        retries=a.retries if a.retries is not None else (0 if smoke else 2),
     )
 
 
@@ -335,6 +344,26 @@ async def pg_facts(dsn: str) -> dict:
 # --- the phases ---
 
 
+def least_disturbed(plan: Plan, warm: Callable[[], object], measure: Callable[[], dict]) -> dict:
+    """Wait for a quiet machine, warm up, measure; while other jobs took more than NOISY_OTHER_PCT
+    of a core during the run, measure again (up to plan.retries times) and keep the least
+    disturbed attempt. Every attempt's disturbance is recorded."""
+    attempts: list[dict] = []
+    for attempt in range(plan.retries + 1):
+        quiet = wait_for_quiet(plan.quiet_wait)
+        warm()
+        run = measure() | {"quiet": quiet}
+        attempts.append(run)
+        other = (run.get("cpu") or {}).get("other", 0)
+        if "failure" in run or other <= report.NOISY_OTHER_PCT:
+            break
+        if attempt < plan.retries:
+            say(f"  other jobs took {other:.0f} % of a core during the run: measuring again")
+    best = min(attempts, key=lambda r: ("failure" in r, (r.get("cpu") or {}).get("other", 0)))
+    best["attempts_other_cpu"] = [(r.get("cpu") or {}).get("other") for r in attempts]
+    return best
+
+
 def measure_operation(plan: Plan, target: Target, data: dict, op: str, token: str) -> list[dict]:
     """pgbench then wrk, each after a warm-up, at every concurrency; pg_stat_statements per op."""
     runs = []
@@ -343,15 +372,24 @@ def measure_operation(plan: Plan, target: Target, data: dict, op: str, token: st
     asyncio.run(profile.reset_statements(admin_dsn(plan)))
     for conns in plan.conns:
         say(f"{op} x{conns}: pgbench")
-        quiet = wait_for_quiet(plan.quiet_wait)
-        if plan.warmup:
-            pgbench(target, op, conns, plan.warmup, defines, log=False)
-        runs.append(pgbench(target, op, conns, plan.seconds, defines) | {"quiet": quiet})
+        runs.append(
+            least_disturbed(
+                plan,
+                lambda c=conns: plan.warmup and pgbench(target, op, c, plan.warmup, defines, log=False),
+                lambda c=conns: pgbench(target, op, c, plan.seconds, defines),
+            )
+        )
         say(f"{op} x{conns}: gateway")
-        quiet = wait_for_quiet(plan.quiet_wait)
-        if plan.warmup:
-            wrk(target, op, conns, plan.warmup, f"{token}w{op}{conns}", wrk_arg)
-        runs.append(wrk(target, op, conns, plan.seconds, f"{token}m{op}{conns}", wrk_arg) | {"quiet": quiet})
+        runs.append(
+            least_disturbed(
+                plan,
+                lambda c=conns: (
+                    plan.warmup
+                    and wrk(target, op, c, plan.warmup, f"{token}w{op}{c}{time.time_ns()}", wrk_arg)
+                ),
+                lambda c=conns: wrk(target, op, c, plan.seconds, f"{token}m{op}{c}{time.time_ns()}", wrk_arg),
+            )
+        )
         for run in runs[-2:]:
             line = f"{run['via']:8} {op:8} x{conns:<3} "
             if "failure" in run:
@@ -366,10 +404,13 @@ def measure_batch_sizes(plan: Plan, target: Target, data: dict) -> list[dict]:
     out = []
     for size in plan.batch_sizes:
         defines = pgbench_defines(target, data, batch_size=size)
-        wait_for_quiet(plan.quiet_wait)
-        if plan.warmup:
-            pgbench(target, "batch", 1, max(1, plan.warmup // 2), defines, log=False)
-        run = pgbench(target, "batch", 1, plan.batch_size_seconds, defines)
+        run = least_disturbed(
+            plan,
+            lambda d=defines: (
+                plan.warmup and pgbench(target, "batch", 1, max(1, plan.warmup // 2), d, log=False)
+            ),
+            lambda d=defines: pgbench(target, "batch", 1, plan.batch_size_seconds, d),
+        )
         run["batch_size"] = size
         if run.get("rps"):
             run["cards_per_s"] = round(run["rps"] * size, 1)
@@ -463,6 +504,7 @@ def run(plan: Plan) -> int:
             "gateway_pool": max(plan.conns),
             "gateway_log_level": plan.gateway_log_level,
             "quiet_wait_seconds": plan.quiet_wait,
+            "retries": plan.retries,
         },
         "runs": [],
         "batch_sizes": [],
