@@ -178,6 +178,14 @@ async def test_the_spec_refuses_unknown_body_fields_as_the_server_does(client, t
     assert {"field": "note", "message": "is not a known field"} in (await response.json())["errors"]
 
 
+async def test_a_query_value_holding_nul_is_a_422_the_spec_gives(client, tenant):
+    """Found by `make fuzz`: the 422 for a query value holding NUL was not in the spec's words."""
+    response = await client.get("/api/v1/cards?q=a%00b", headers=tenant.auth)
+    assert response.status == 422
+    assert (await response.json())["errors"] == [{"field": "q", "message": "must not contain NUL (%00)"}]
+    assert "holding NUL (`%00`)" in SPEC["info"]["description"]
+
+
 async def test_a_listing_contains_object_holding_nul_is_a_validation_error(client, tenant):
     """Found by `make fuzz`: a `contains` object with a \\u0000 escape is a 422 naming `contains`."""
     params = {"contains": '{"a": "x\\u0000y"}'}
