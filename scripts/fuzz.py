@@ -19,6 +19,7 @@ import json
 import os
 import random
 import re
+import shutil
 import subprocess
 import sys
 import time
@@ -49,7 +50,10 @@ def run_schemathesis(
         *("--max-examples", str(examples), "--seed", str(seed)),
         *("--report", "ndjson,json,junit", "--report-dir", str(reports)),
     ]
-    env = os.environ | {"CARDS_FUZZ_KNOWN_LOG": str(reports / KNOWN_LOG)}
+    env = os.environ | {
+        "CARDS_FUZZ_KNOWN_LOG": str(reports / KNOWN_LOG),
+        "HYPOTHESIS_STORAGE_DIRECTORY": str(reports / "hypothesis"),  # not .hypothesis/ in the work tree
+    }
     output = []
     with subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -229,8 +233,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     seed = args.seed if args.seed is not None else random.SystemRandom().randrange(2**32)
     reports = args.work / "reports"
-    for old in reports.glob("*"):
-        old.unlink()
+    shutil.rmtree(reports, ignore_errors=True)
     started, t0 = datetime.now(UTC), time.monotonic()
     print(f"fuzz: seed {seed}, {args.examples} examples per operation and phase", flush=True)
     # The fuzzer sends hundreds of unauthenticated requests from one address on purpose: the per-address

@@ -106,7 +106,8 @@ class Workload:
         self.contents: list[dict] = []  # earlier card inputs, for duplicates
         self.serial = 0
         self.tally = Tally()
-        self.semantic_errors: list[str] = []
+        self.semantic_errors: list[str] = []  # answers that contradict what the client knows
+        self.error_counts: collections.Counter = collections.Counter()  # unexpected statuses, transport
         self.replays = self.duplicates_sent = self.usage_repeats = 0
         self._ops = [op for op, weight in MIX.items() for _ in range(weight)]
 
@@ -124,8 +125,7 @@ class Workload:
             self.tally.transport_errors += 1
             self.tally.by_op[op] += 1
             self.tally.statuses[(op, type(exc).__name__)] += 1
-            if len(self.semantic_errors) < 50:
-                self.semantic_errors.append(f"{op}: {type(exc).__name__}: {exc}")
+            self._sample_error(f"{op}: {type(exc).__name__} {exc}")
             return
         done = time.perf_counter()
         self.tally.latency_ms.append((done - scheduled) * 1000)
@@ -134,8 +134,12 @@ class Workload:
         self.tally.statuses[(op, status)] += 1
         if status not in expected:
             self.tally.unexpected += 1
+            self._sample_error(f"{op}: unexpected {status}")
         elif status >= 300:
             self.tally.expected_non_2xx += 1
+
+    def _sample_error(self, what: str) -> None:
+        self.error_counts[what] += 1
 
     # --- the operations: each returns (status, the statuses it may answer) ---
 
@@ -268,6 +272,8 @@ async def open_loop(workload: Workload, rate: float, seconds: float, stats: dict
         stats["max_in_flight"] = max(stats.get("max_in_flight", 0), len(in_flight))
     if in_flight:
         await asyncio.wait(in_flight, timeout=REQUEST_TIMEOUT_S + 5)
+    for task in list(in_flight):  # none should be left: each request times out on its own
+        task.cancel()
     stats["scheduled"], stats["started_late"] = total, late
 
 
@@ -573,8 +579,10 @@ def render(run: dict) -> str:
         cells += [r["rss_mib"], r["fds"], r["gw_cpu_pct"], f"{r['db_clients']} ({r['db_active']})"]
         cells += [r["db_mib"], r["machine_cpu_pct"], r["load1"]]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
-    if run["semantic_errors"]:
-        lines += ["", "## Errors seen", ""] + [f"- {e}" for e in run["semantic_errors"][:50]]
+    if run["semantic_errors"] or run["error_counts"]:
+        lines += ["", "## Errors seen (all phases)", ""]
+        lines += [f"- {n} × {what}" for what, n in run["error_counts"].most_common(30)]
+        lines += [f"- {e}" for e in run["semantic_errors"][:30]]
     return "\n".join(lines) + "\n"
 
 
@@ -666,6 +674,7 @@ async def run_all(stack: Stack, args, started: datetime) -> dict:
         "flat": flat,
         "verify": check,
         "semantic_errors": workload.semantic_errors,
+        "error_counts": workload.error_counts,
         "replays": workload.replays,
         "duplicates_sent": workload.duplicates_sent,
         "usage_repeats": workload.usage_repeats,
