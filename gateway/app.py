@@ -412,8 +412,10 @@ async def _database_pool(app: web.Application) -> AsyncIterator[None]:
 
 
 def _api_key_lookup(database: Database):
-    async def lookup(key: str) -> uuid.UUID | None:
-        row = await database.fetchrow("SELECT cards.authenticate_api_key($1::text) AS tenant", key)
-        return row["tenant"]
+    async def lookup(tenant: uuid.UUID, key_hash: bytes) -> bool:
+        row = await database.fetchrow(
+            "SELECT cards.authenticate_api_key($1::uuid, $2::bytea) AS ok", tenant, key_hash
+        )
+        return row["ok"]
 
     return lookup

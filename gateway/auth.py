@@ -17,7 +17,8 @@ from .errors import Problem
 API_KEY = re.compile(r"ck_[0-9a-f]{32}_[A-Za-z0-9_-]{43}")
 JWT_LEEWAY_S = 10
 
-Lookup = Callable[[str], Awaitable[uuid.UUID | None]]
+# (tenant named by the key, SHA-256 of the key) -> whether it is a live key of that tenant
+Lookup = Callable[[uuid.UUID, bytes], Awaitable[bool]]
 
 
 class Throttle:
@@ -63,7 +64,8 @@ class Authenticator:
     """Answers the tenant a bearer token speaks for, or raises a 401 problem (429 while the client's
     address is throttled for its failures).
 
-    Keys and tokens are never logged; the cache is keyed by the key's SHA-256, and only
+    Keys and tokens are never logged, nor sent to the database (only the key's tenant and SHA-256
+    are); the cache is keyed by that SHA-256, and only
     successful lookups are cached, for at most `ttl` seconds (so a revocation shows within it).
     """
 
@@ -108,8 +110,10 @@ class Authenticator:
         cached = self._cache.get(digest)
         if cached is not None and cached[0] > now:
             return cached[1]
-        tenant = await self._lookup(key)
-        if tenant is None:
+        # Only the tenant (which the key names) and the hash go to the database: the key itself
+        # never appears in a statement, so no server log can show it.
+        tenant = uuid.UUID(hex=key[3:35])
+        if not await self._lookup(tenant, digest):
             self._cache.pop(digest, None)
             raise self._refuse("revoked_or_unknown", "the API key is unknown or revoked")
         if self._ttl > 0:

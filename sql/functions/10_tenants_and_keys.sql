@@ -96,36 +96,29 @@ $$;
 COMMENT ON FUNCTION cards.set_tenant_active(uuid, boolean) IS 'Admin: suspend (false) or reactivate (true) a tenant.';
 GRANT EXECUTE ON FUNCTION cards.set_tenant_active(uuid, boolean) TO cards_admin;
 
--- The tenant a live API key belongs to, or NULL for a malformed, unknown or revoked key.
--- Whether the tenant is active is checked by each endpoint function, not here.
-CREATE OR REPLACE FUNCTION cards.authenticate_api_key(p_api_key text)
-RETURNS uuid
+-- Whether the tenant has a live API key with this SHA-256. The gateway reads the tenant
+-- from the key (ck_<tenant>_<secret>) and sends only the hash, so that the plaintext key
+-- never reaches the database, nor its logs. Whether the tenant is active is checked by
+-- each endpoint function, not here.
+CREATE OR REPLACE FUNCTION cards.authenticate_api_key(p_tenant_id uuid, p_key_hash bytea)
+RETURNS boolean
 LANGUAGE plpgsql
 VOLATILE
-STRICT
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-DECLARE
-    v_tenant_id uuid;
 BEGIN
-    IF p_api_key !~ '^ck_[0-9a-f]{32}_[A-Za-z0-9_-]{43}$' THEN
-        RETURN NULL;
-    END IF;
-    v_tenant_id := substr(p_api_key, 4, 32)::uuid;
     PERFORM set_config('cards.scope', '', true);
-    PERFORM set_config('cards.tenant_id', v_tenant_id::text, true);
-    RETURN (
-        SELECT k.tenant_id FROM cards.api_keys AS k
-        WHERE
-            k.tenant_id = v_tenant_id
-            AND k.key_hash = sha256(convert_to(p_api_key, 'UTF8'))
-            AND k.revoked_at IS NULL
+    PERFORM set_config('cards.tenant_id', coalesce(p_tenant_id::text, ''), true);
+    RETURN EXISTS (
+        SELECT FROM cards.api_keys AS k
+        WHERE k.tenant_id = p_tenant_id AND k.key_hash = p_key_hash AND k.revoked_at IS NULL
     );
 END
 $$;
-COMMENT ON FUNCTION cards.authenticate_api_key(text) IS 'Gateway: the tenant of a live API key, or NULL.';
-GRANT EXECUTE ON FUNCTION cards.authenticate_api_key(text) TO cards_gateway, cards_admin;
+COMMENT ON FUNCTION cards.authenticate_api_key(uuid, bytea) IS
+'Gateway: whether the tenant has a live API key with this SHA-256.';
+GRANT EXECUTE ON FUNCTION cards.authenticate_api_key(uuid, bytea) TO cards_gateway, cards_admin;
 
 -- The applied schema version, which the gateway's /ready compares with its own.
 CREATE OR REPLACE FUNCTION cards.schema_version()

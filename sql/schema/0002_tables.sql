@@ -15,7 +15,7 @@ COMMENT ON TABLE cards.tenants IS 'Customers. A suspended (inactive) tenant is r
 CREATE TABLE cards.api_keys (
     tenant_id uuid NOT NULL REFERENCES cards.tenants (tenant_id),
     key_id uuid NOT NULL DEFAULT gen_random_uuid(),
-    -- SHA-256 of the whole key. The key carries 256 random bits, so a fast hash is
+    -- SHA-256 of the whole key. The key carries 244 random bits, so a fast hash is
     -- enough: there is nothing to brute-force that a slow hash would protect.
     key_hash bytea NOT NULL CHECK (octet_length(key_hash) = 32),
     label text CHECK (char_length(label) <= 200),

@@ -2,11 +2,14 @@
 -- revoke_api_key, set_tenant_active) and the key lookup the gateway authenticates with.
 -- A suspended or unknown tenant is refused by every endpoint with CKFBD.
 BEGIN;
-SELECT plan(58);
+SELECT plan(54);
 
 -- Test-only helpers, rolled back with the transaction.
 CREATE FUNCTION pg_temp.val(p_name text) RETURNS text
 LANGUAGE sql STABLE AS $$ SELECT current_setting('tap.' || p_name) $$;
+-- What the gateway sends for a remembered key: its SHA-256.
+CREATE FUNCTION pg_temp.hash_of(p_name text) RETURNS bytea
+LANGUAGE sql STABLE AS $$ SELECT sha256(convert_to(current_setting('tap.' || p_name), 'UTF8')) $$;
 -- The DETAIL of the CKVAL error the statement raises (the problem's "errors").
 -- The tables of schema cards holding a row whose text contains p_needle (as superuser,
 -- which row-level security does not restrict).
@@ -184,39 +187,24 @@ SELECT is_empty(
 
 SET LOCAL ROLE cards_gateway;
 
-SELECT is(
-    cards.authenticate_api_key(pg_temp.val('key_a1')), test.id('tenant_a'), 'a live key authenticates as its tenant'
+SELECT ok(
+    cards.authenticate_api_key(test.id('tenant_a'), pg_temp.hash_of('key_a1')), 'a live key authenticates its tenant'
 );
-SELECT is(
-    cards.authenticate_api_key(pg_temp.val('key_b1')), test.id('tenant_b'), 'tenant B''s key authenticates as B'
+SELECT ok(
+    cards.authenticate_api_key(test.id('tenant_b'), pg_temp.hash_of('key_b1')), 'tenant B''s key authenticates B'
 );
-SELECT is(cards.authenticate_api_key(''), NULL, 'an empty key authenticates nobody');
-SELECT is(cards.authenticate_api_key('ck_'), NULL, 'a bare prefix authenticates nobody');
-SELECT is(cards.authenticate_api_key(NULL), NULL, 'a NULL key authenticates nobody');
-SELECT is(
-    cards.authenticate_api_key(pg_temp.val('key_a1') || ' '), NULL, 'a key with trailing white space is malformed'
+SELECT ok(
+    NOT cards.authenticate_api_key(test.id('tenant_b'), pg_temp.hash_of('key_a1')),
+    'tenant A''s key does not authenticate tenant B'
 );
-SELECT is(
-    cards.authenticate_api_key(upper(pg_temp.val('key_a1'))), NULL, 'a key is case-sensitive'
+SELECT ok(
+    NOT cards.authenticate_api_key(test.id('tenant_a'), sha256('ck_unknown')), 'an unknown key authenticates nobody'
 );
-SELECT is(
-    cards.authenticate_api_key('ck_' || replace(pg_temp.val('tenant_a'), '-', '') || '_' || repeat('A', 43)),
-    NULL,
-    'a well-formed but unknown key authenticates nobody'
+SELECT ok(
+    NOT cards.authenticate_api_key(test.id('tenant_a'), NULL), 'a NULL hash authenticates nobody'
 );
-SELECT is(
-    cards.authenticate_api_key(
-        'ck_' || replace(pg_temp.val('tenant_b'), '-', '') || '_' || substr(pg_temp.val('key_a1'), 37)
-    ),
-    NULL,
-    'tenant A''s secret under tenant B''s prefix authenticates nobody'
-);
-SELECT is(
-    cards.authenticate_api_key(
-        'ck_' || replace(pg_temp.val('tenant_a'), '-', '') || '_' || substr(pg_temp.val('key_b1'), 37)
-    ),
-    NULL,
-    'tenant B''s secret under tenant A''s prefix authenticates nobody'
+SELECT ok(
+    NOT cards.authenticate_api_key(NULL, pg_temp.hash_of('key_a1')), 'a NULL tenant is authenticated by no key'
 );
 
 RESET ROLE;
@@ -234,12 +222,14 @@ SELECT is(cards.revoke_api_key(NULL), FALSE, 'revoking a NULL key id answers fal
 
 SET LOCAL ROLE cards_gateway;
 
-SELECT is(cards.authenticate_api_key(pg_temp.val('key_a1')), NULL, 'a revoked key authenticates nobody');
-SELECT is(
-    cards.authenticate_api_key(pg_temp.val('key_a2')), test.id('tenant_a'), 'the tenant''s other key still works'
+SELECT ok(
+    NOT cards.authenticate_api_key(test.id('tenant_a'), pg_temp.hash_of('key_a1')), 'a revoked key authenticates nobody'
 );
-SELECT is(
-    cards.authenticate_api_key(pg_temp.val('key_b1')), test.id('tenant_b'), 'another tenant''s key still works'
+SELECT ok(
+    cards.authenticate_api_key(test.id('tenant_a'), pg_temp.hash_of('key_a2')), 'the tenant''s other key still works'
+);
+SELECT ok(
+    cards.authenticate_api_key(test.id('tenant_b'), pg_temp.hash_of('key_b1')), 'another tenant''s key still works'
 );
 
 RESET ROLE;
