@@ -274,10 +274,14 @@ async def ready(request: web.Request) -> web.Response:
         row = await app[DB].fetchrow("SELECT cards.schema_version() AS version")
     except (DatabaseTimeout, asyncpg.QueryCanceledError) as exc:  # no answer in time: not ready
         raise DatabaseUnavailable(repr(exc)) from exc
-    if row["version"] != app[SCHEMA_VERSION]:
+    # Migrations stay compatible with the previous gateway for one version (sql/CONVENTIONS.md),
+    # so a deploy migrates first and the running gateways stay ready until they are replaced.
+    expected = app[SCHEMA_VERSION]
+    if row["version"] not in (expected, expected + 1):
         raise Problem(
             "service-unavailable",
-            f"the database schema is version {row['version']}, this gateway expects {app[SCHEMA_VERSION]}",
+            f"the database schema is version {row['version']}, this gateway expects {expected}"
+            f" (or {expected + 1}, the next one)",
         )
     app[METRICS].ready.set(1)
     return web.json_response({"status": "ready", "schema_version": row["version"]}, dumps=_dumps)

@@ -30,7 +30,7 @@ async def test_ready_answers_the_schema_version(client):
     assert await response.json() == {"status": "ready", "schema_version": latest_version()}
 
 
-async def test_ready_is_503_when_the_schema_version_differs(make_client, config):
+async def test_ready_is_503_when_the_schema_is_older_than_the_gateway_expects(make_client, config):
     app = init_app(config)
     app[SCHEMA_VERSION] = latest_version() + 1
     client = await make_client(app)
@@ -40,6 +40,22 @@ async def test_ready_is_503_when_the_schema_version_differs(make_client, config)
     assert problem["type"] == "/problems/service-unavailable"
     assert f"expects {latest_version() + 1}" in problem["detail"]
     assert "cards_ready 0.0" in await (await client.get("/metrics")).text()
+
+
+async def test_ready_stays_200_on_the_next_schema_version_so_migrations_can_go_first(make_client, config):
+    app = init_app(config)
+    app[SCHEMA_VERSION] = latest_version() - 1
+    client = await make_client(app)
+    response = await client.get("/ready")
+    assert response.status == 200
+    assert await response.json() == {"status": "ready", "schema_version": latest_version()}
+
+
+async def test_ready_is_503_when_the_schema_is_two_versions_ahead(make_client, config):
+    app = init_app(config)
+    app[SCHEMA_VERSION] = latest_version() - 2
+    client = await make_client(app)
+    assert (await client.get("/ready")).status == 503
 
 
 async def test_ready_is_503_and_health_still_200_when_the_database_is_down(make_client, database, proxy):
