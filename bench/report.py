@@ -151,6 +151,18 @@ def _cpu(run: dict) -> str:
     )
 
 
+def _cost(run: dict) -> str:
+    """CPU milliseconds per request: postgres / gateway / load client (from the CPU columns)."""
+    cpu, rps = run.get("cpu"), run.get("rps")
+    if not cpu or not rps:
+        return "—"
+    parts = [cpu["postgres"], cpu.get("gateway"), cpu["client"]]
+    return " / ".join(
+        "—" if v is None or (i == 1 and run["via"] == "pgbench") else f"{v * 10 / rps:.2f}"
+        for i, v in enumerate(parts)
+    )
+
+
 def render(result: dict, latest: dict[str, dict], image: str | None) -> str:
     m, pg, cfg, data = (
         result.get("machine", {}),
@@ -211,15 +223,17 @@ def render(result: dict, latest: dict[str, dict], image: str | None) -> str:
         f"waits up to {cfg.get('quiet_wait_seconds', 0):g} s for other jobs to leave the CPU; a run during "
         f"which they still took more than {NOISY_OTHER_PCT} % of a core is measured again, up to "
         f"{cfg.get('retries', 0)} times, and the least disturbed attempt is kept; *other* is what they "
-        "took during the kept attempt.",
+        "took during the kept attempt. *CPU ms / req* divides the CPU by the requests: milliseconds of "
+        "one core that postgres / the gateway / the load client spent per request, which other jobs "
+        "disturb much less than req/s and latency.",
         "",
     ]
     if image:
         lines += [f"![throughput and p95 by concurrency]({image})", ""]
     lines += [
         "| operation | conns | via | req/s | p50 | p95 | p99 | max | errors | gw / pg | seed p95 target "
-        "| CPU |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|",
+        "| CPU % | CPU ms / req |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|",
     ]
     for op in OPS:
         for conns in cfg["conns"]:
@@ -236,7 +250,7 @@ def render(result: dict, latest: dict[str, dict], image: str | None) -> str:
                     continue
                 if "failure" in run:
                     lines.append(
-                        f"| {OP_NAMES[op]} | {conns} | {via} | failed: {run['failure'][:120]} |||||||||"
+                        f"| {OP_NAMES[op]} | {conns} | {via} | failed: {run['failure'][:120]} ||||||||||"
                     )
                     continue
                 r = ratio(result, op, conns) if via == "gateway" else None
@@ -246,7 +260,7 @@ def render(result: dict, latest: dict[str, dict], image: str | None) -> str:
                     f"| {OP_NAMES[op]} | {conns} | {via} | {run['rps']:,.0f} | {_ms(run['p50_ms'])} | "
                     f"{_ms(run['p95_ms'])} | {_ms(run['p99_ms'])} | {_ms(run['max_ms'])} | "
                     f"{run.get('errors', 0)} | "
-                    f"{f'{r:.2f}' if r is not None else ''} | ≤ {seed} {mark} | {_cpu(run)} |"
+                    f"{f'{r:.2f}' if r is not None else ''} | ≤ {seed} {mark} | {_cpu(run)} | {_cost(run)} |"
                 )
     overhead = {r["op"].removesuffix("_overhead"): r for r in result.get("overhead", []) if r.get("mean_ms")}
     if overhead:
