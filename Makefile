@@ -13,8 +13,8 @@ TEST_PGDATA := .data/test-pg
 TEST_PGPORT ?= 54331
 TEST_DSN    := postgresql://postgres@127.0.0.1:$(TEST_PGPORT)/postgres
 
-.PHONY: help deps run migrate retention test lint lint-sql lint-python test-deploy test-sql \
-        test-python test-cluster-up test-cluster-down bench bench-smoke clean
+.PHONY: help deps bench-deps run migrate retention test lint lint-sql lint-python test-deploy \
+        test-sql test-python test-cluster-up test-cluster-down bench bench-smoke fuzz soak clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -25,6 +25,12 @@ deps: $(VENV)/.installed ## venv, pinned Python packages and the Debian packages
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@test -x $(PY) || python3 -m venv $(VENV)
 	@$(PY) -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+bench-deps: $(VENV)/.bench-installed
+
+$(VENV)/.bench-installed: bench/requirements.txt $(VENV)/.installed
+	@$(PY) -m pip install --quiet --disable-pip-version-check -r bench/requirements.txt
 	@touch $@
 
 run: deps ## start everything: database (embedded unless DATABASE_URL), migrations, gateway on PORT
@@ -46,7 +52,8 @@ test: deps ## every check: lint, deploy assets, plpgsql_check, pgTAP, pytest (ow
 	$(MAKE) --no-print-directory test-deploy && \
 	$(MAKE) --no-print-directory test-cluster-up && \
 	$(MAKE) --no-print-directory test-sql && \
-	$(MAKE) --no-print-directory test-python
+	$(MAKE) --no-print-directory test-python && \
+	$(MAKE) --no-print-directory bench-smoke
 
 lint: lint-sql lint-python ## sqlfluff and ruff
 
@@ -72,6 +79,19 @@ test-sql: ## plpgsql_check and the pgTAP suite against a freshly migrated databa
 
 test-python: ## pytest: gateway and end-to-end tests against the test cluster
 	@CARDS_TEST_DSN="$(TEST_DSN)" $(VENV)/bin/pytest -q
+
+SIZE ?= 100k
+bench: deps bench-deps ## every endpoint: pgbench vs gateway (wrk) at 4/16/64 connections; SIZE=100k|1m|10m
+	@$(PY) -m bench.run --size $(SIZE)
+
+bench-smoke: deps ## the bench harness end to end in under a minute (checks the harness, not speed)
+	@$(PY) -m bench.run --smoke
+
+fuzz: deps ## Schemathesis from /openapi.json, at least 1,000 cases; results in docs/FUZZING.md
+	@$(PY) -m scripts.fuzz
+
+soak: deps ## 10 minutes at 70 % of the measured maximum; results in docs/SOAK.md
+	@$(PY) -m scripts.soak
 
 clean: ## stop the embedded cluster and remove .data and the venv
 	@scripts/pgcluster stop $(DEV_PGDATA)
