@@ -44,6 +44,16 @@ def _proc_ticks(pid: int, with_children: bool = False) -> int:
     return ticks
 
 
+def _run_delay_ns(pid: int | None) -> int:
+    """Nanoseconds the process's main thread spent runnable but waiting for a CPU."""
+    if not pid:
+        return 0
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1])
+    except (FileNotFoundError, ProcessLookupError, IndexError):
+        return 0
+
+
 def _postgres_ticks(postmaster: int) -> int:
     """The postmaster, its living children, and (via cutime) every child it has reaped."""
     total = _proc_ticks(postmaster, with_children=True)
@@ -92,6 +102,7 @@ class CpuMeter:
         self.t0 = time.monotonic()
         self.pg0 = _postgres_ticks(self.target.postmaster_pid)
         self.gw0 = _proc_ticks(self.target.gateway_pid) if self.target.gateway_pid else 0
+        self.gw_wait0 = _run_delay_ns(self.target.gateway_pid)
         self.client0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         self.busy0, self.all0 = _machine_ticks()
         return self
@@ -101,6 +112,7 @@ class CpuMeter:
         client = resource.getrusage(resource.RUSAGE_CHILDREN)
         busy, total = _machine_ticks()
         gw = _proc_ticks(self.target.gateway_pid) if self.target.gateway_pid else 0
+        gw_wait = _run_delay_ns(self.target.gateway_pid) - self.gw_wait0
         # pgbench's backends have just exited: their time reaches the postmaster's cutime
         # once it has reaped them, a few milliseconds later.
         time.sleep(0.25)
@@ -116,8 +128,12 @@ class CpuMeter:
             "client": round(100 * client_s / seconds, 1),
             "machine": round(100 * os.cpu_count() * (busy - self.busy0) / max(1, total - self.all0), 1),
         }
+        if self.target.gateway_pid:
+            # The gateway's event loop is one thread: the share of the run it was ready to run
+            # but waited for a core (busy with PostgreSQL, wrk or other jobs).
+            self.result["gateway_cpu_wait"] = round(100 * gw_wait / 1e9 / seconds, 1)
         # Whatever else ran on the machine meanwhile (other jobs share these cores).
-        ours = sum(v for k, v in self.result.items() if k != "machine" and v is not None)
+        ours = sum(v for k, v in self.result.items() if k in ("postgres", "gateway", "client") and v)
         self.result["other"] = round(max(0.0, self.result["machine"] - ours), 1)
 
 

@@ -157,9 +157,14 @@ def _cost(run: dict) -> str:
     if not cpu or not rps:
         return "—"
     parts = [cpu["postgres"], cpu.get("gateway"), cpu["client"]]
-    return " / ".join(
-        "—" if v is None or (i == 1 and run["via"] == "pgbench") else f"{v * 10 / rps:.2f}"
-        for i, v in enumerate(parts)
+    wait = cpu.get("gateway_cpu_wait") if run["via"] == "gateway" else None
+    return (
+        (f"{wait:.0f}" if wait is not None else "—")
+        + " | "
+        + " / ".join(
+            "—" if v is None or (i == 1 and run["via"] == "pgbench") else f"{v * 10 / rps:.2f}"
+            for i, v in enumerate(parts)
+        )
     )
 
 
@@ -225,15 +230,16 @@ def render(result: dict, latest: dict[str, dict], image: str | None) -> str:
         f"{cfg.get('retries', 0)} times, and the least disturbed attempt is kept; *other* is what they "
         "took during the kept attempt. *CPU ms / req* divides the CPU by the requests: milliseconds of "
         "one core that postgres / the gateway / the load client spent per request, which other jobs "
-        "disturb much less than req/s and latency.",
+        "disturb much less than req/s and latency. *gw waits %*: the share of the run the gateway's "
+        "event loop (one thread) was ready to run but waited for a core.",
         "",
     ]
     if image:
         lines += [f"![throughput and p95 by concurrency]({image})", ""]
     lines += [
         "| operation | conns | via | req/s | p50 | p95 | p99 | max | errors | gw / pg | seed p95 target "
-        "| CPU % | CPU ms / req |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|---|",
+        "| CPU % | gw waits % | CPU ms / req |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---|---:|---|",
     ]
     for op in OPS:
         for conns in cfg["conns"]:
@@ -250,7 +256,7 @@ def render(result: dict, latest: dict[str, dict], image: str | None) -> str:
                     continue
                 if "failure" in run:
                     lines.append(
-                        f"| {OP_NAMES[op]} | {conns} | {via} | failed: {run['failure'][:120]} ||||||||||"
+                        f"| {OP_NAMES[op]} | {conns} | {via} | failed: {run['failure'][:120]} |||||||||||"
                     )
                     continue
                 r = ratio(result, op, conns) if via == "gateway" else None
