@@ -45,7 +45,10 @@ BEGIN
             'index', array_position(p_ids, NULL) - 1, 'field', 'ids', 'message', 'must not be null'
         )));
     END IF;
-    -- LATERAL lookups keep the plan an index probe per id, whatever the statistics say.
+    -- One index probe per id, whatever the statistics say: the planner may flatten the LATERAL
+    -- lookup into a join, and with a new tenant's cards not yet in the statistics it then read
+    -- every card of the tenant, building each one's JSON, for every call (found by make soak).
+    -- `card_id = ANY(p_ids)` keeps the primary key's index condition on the ids either way.
     SELECT json_build_object(
         'cards', coalesce(json_agg(f.card ORDER BY w.ord) FILTER (WHERE f.card IS NOT NULL), '[]'),
         'missing', coalesce(json_agg(w.id ORDER BY w.ord) FILTER (WHERE f.card IS NULL), '[]')
@@ -62,7 +65,9 @@ BEGIN
             FROM cards.card_usage_counters AS n
             WHERE n.tenant_id = p_tenant_id AND n.card_id = c.card_id
         ) AS u
-        WHERE c.tenant_id = p_tenant_id AND c.card_id = w.id AND c.deleted_at IS NULL
+        WHERE
+            c.tenant_id = p_tenant_id AND c.card_id = w.id AND c.card_id = ANY(p_ids)
+            AND c.deleted_at IS NULL
     ) AS f ON true;
     RETURN v_result;
 END
