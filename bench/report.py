@@ -197,7 +197,7 @@ def render(result: dict, latest: dict[str, dict], image: str | None) -> str:
         "",
         f"- {m.get('cores')} cores ({m.get('cpu_model')}), {m.get('memory_gib')} GiB, "
         f"Linux {m.get('kernel')}, "
-        f"Python {m.get('python')}, {m.get('wrk')}, {m.get('pgbench')}.",
+        f"Python {m.get('python')}, {str(m.get('wrk')).split(' [')[0]}, {m.get('pgbench')}.",
         "- **wrk, the gateway and PostgreSQL share these 2 cores** (loopback only, 127.0.0.1): every "
         "gateway number includes the CPU the load generator and the gateway take from PostgreSQL, and "
         "the pgbench numbers include pgbench's. The CPU column shows who used what (% of one core; the "
