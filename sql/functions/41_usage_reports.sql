@@ -35,6 +35,7 @@ BEGIN
         FROM cards.card_usage AS u
         WHERE
             u.tenant_id = p_tenant_id AND u.card_id = v_card.card_id
+            AND u.recorded_at > '-infinity'  -- names card_usage_card_newest (sql/schema/0003)
             AND (
                 v_position IS NULL
                 OR (u.recorded_at, u.workflow_id, u.run_id) < (
