@@ -242,7 +242,6 @@ def main(argv: list[str] | None = None) -> int:
     with Stack(
         args.pg_dir, args.pg_port, "test", gateway_port=args.gw_port, work=args.work, gateway_env=quiet
     ) as stack:
-        stack.gateway_log.write_text("")
         returncode, output = run_schemathesis(
             stack.url, stack.api_key, args.examples, seed, reports, echo=True
         )

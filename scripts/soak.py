@@ -49,6 +49,7 @@ import uvloop
 from scripts.stack import ROOT, Stack
 
 REPORT = ROOT / "docs" / "SOAK.md"
+BEGIN, END = "<!-- soak-results:begin -->", "<!-- soak-results:end -->"
 SAMPLE_EVERY_S = 10
 REQUEST_TIMEOUT_S = 10
 MAX_CLIENTS = 32  # closed-loop clients while measuring the maximum
@@ -534,12 +535,7 @@ def render(run: dict) -> str:
         f"open files {_flat(flat['files_flat'])}; **{errors} errors**, **{check['lost']} writes lost**"
     )
     lines = [
-        "# Soak",
-        "",
-        "`make soak` (`python -m scripts.soak`, not in CI) drives a realistic mix through the real gateway",
-        "on a durable PostgreSQL cluster of its own for ten minutes at about 70 % of the throughput measured",
-        "just before, and checks that nothing leaks and nothing is lost. How it works: the docstring of",
-        "`scripts/soak.py`. This file is written by the last run.",
+        BEGIN,
         "",
         f"## Last run: {run['started']:%Y-%m-%d %H:%M} UTC — {'PASS' if run['ok'] else 'FAIL'}",
         "",
@@ -639,7 +635,17 @@ def render(run: dict) -> str:
         lines += ["", "## Errors seen (all phases)", ""]
         lines += [f"- {n} × {what}" for what, n in run["error_counts"].most_common(30)]
         lines += [f"- {e}" for e in run["semantic_errors"][:30]]
-    return "\n".join(lines) + "\n"
+    return "\n".join([*lines, "", END])
+
+
+def write_report(section: str) -> None:
+    """Replaces the results between the markers of docs/SOAK.md (the text around them is kept)."""
+    text = REPORT.read_text() if REPORT.exists() else "# Soak\n"
+    if BEGIN in text and END in text:
+        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) :]
+    else:
+        text = text.rstrip() + "\n\n" + section + "\n"
+    REPORT.write_text(text)
 
 
 def _cpu(share: dict) -> str:
@@ -781,7 +787,7 @@ def main(argv: list[str] | None = None) -> int:
     (args.work / "samples.json").write_text(json.dumps(samples, indent=1))
     report = render(run)
     if not args.no_report:
-        REPORT.write_text(report)
+        write_report(report)
     print(report)
     if not run["ok"]:
         print("soak: FAIL (see the report above)", file=sys.stderr)

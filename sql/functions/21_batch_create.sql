@@ -147,11 +147,15 @@ BEGIN
         FROM unnest(v_hashes) WITH ORDINALITY AS u (content_hash, ord)
     ) AS h
     LEFT JOIN unnest(v_created, v_created_ids) AS n (content_hash, card_id) ON n.content_hash = h.content_hash
+    -- `content_hash = ANY(v_hashes)` keeps an index condition on the hashes even when the planner
+    -- flattens this lookup into a join: with a new tenant's cards not yet in the statistics it
+    -- otherwise read every card of the tenant, for every batch (found by make soak).
     LEFT JOIN LATERAL (
         SELECT c.card_id FROM cards.cards AS c
         WHERE
             n.card_id IS NULL
-            AND c.tenant_id = p_tenant_id AND c.content_hash = h.content_hash AND c.deleted_at IS NULL
+            AND c.tenant_id = p_tenant_id AND c.content_hash = h.content_hash
+            AND c.content_hash = ANY(v_hashes) AND c.deleted_at IS NULL
     ) AS d ON true;
 
     IF v_unresolved > 0 THEN
