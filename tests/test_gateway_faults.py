@@ -62,6 +62,8 @@ async def _until_a_statement_waits_on_a_lock(admin: Admin) -> None:
         waiting = admin.value(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database()"
             " AND application_name = 'cards-gateway' AND wait_event_type = 'Lock'"
+            # the held key's row, not a relation extension lock of some other batch of the stream
+            " AND wait_event = 'transactionid'"
         )
         if waiting:
             return

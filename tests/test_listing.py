@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import base64
 import json
+import subprocess
+import sys
 from urllib.parse import quote
 
 import psycopg
 import pytest
 
-from .conftest import create
+from .conftest import ROOT, create
 
 CARDS = "/api/v1/cards"
 
@@ -344,9 +346,14 @@ def _index_scans(plan: dict) -> list[tuple[str, str]]:
 
 
 @pytest.fixture(scope="module")
-def plans(database: str) -> dict[str, list[tuple[str, str]]]:
+def plans(make_database) -> dict[str, list[tuple[str, str]]]:
     """The plan of the statement list_cards builds for each filter, on a tenant with 3000 cards after
-    ANALYZE: auto_explain (loaded for one superuser session) reports nested statements as NOTICEs."""
+    ANALYZE: auto_explain (loaded for one superuser session) reports nested statements as NOTICEs.
+    A database of its own, so that the statistics describe this tenant and not the rest of the run."""
+    database = make_database()
+    subprocess.run(
+        [sys.executable, "-m", "gateway.migrate", database], check=True, cwd=ROOT, capture_output=True
+    )
     with psycopg.connect(database, autocommit=True) as conn:
         tenant = conn.execute("SELECT cards.create_tenant('plans')").fetchone()[0]
         for start in range(0, _PLAN_CARDS, 1000):
