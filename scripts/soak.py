@@ -6,7 +6,8 @@ throughput measured just before, watching for leaks and lost data.
 
 1. A stack of its own (scripts/stack.py): cluster `.data/soak-pg` on port 54396 with the durable
    `bench` settings, migrated, one tenant and API key, the gateway on 127.0.0.1:18396 (access log off:
-   at these rates it would be the biggest writer on the machine). 2,000 cards are created first.
+   at these rates it would be the biggest writer on the machine). 2,000 cards are created first, and
+   the database is analysed (as one in service would be).
 2. Maximum: 32 clients back to back for `--measure-seconds` (after 5 s of warm-up): requests/s.
 3. Soak: an open loop at `--fraction` of that rate (each request starts on its own schedule, and its
    latency is counted from that scheduled start, so a slow server cannot hide behind a waiting
@@ -513,11 +514,12 @@ def flatness(samples: list[dict], pool_max: int) -> dict:
         "p99_last_ms": round(_percentile([x for r in last for x in r["_tally"].latency_ms], 99), 2),
     }
     result["memory_flat"] = abs(result["rss_growth_mib"]) <= max(8.0, 0.05 * rss_first) and slope <= 1.0
+    # Growth is what a leak looks like; fewer is fine: the pool closes a connection left unused for
+    # 300 s (asyncpg's max_inactive_connection_lifetime), and the gateway's socket to it goes too.
     result["connections_flat"] = (
-        result["db_clients_max"] <= pool_max
-        and abs(result["db_clients_last"] - result["db_clients_first"]) <= 2
+        result["db_clients_max"] <= pool_max and result["db_clients_last"] - result["db_clients_first"] <= 2
     )
-    result["files_flat"] = abs(result["fds_last"] - result["fds_first"]) <= 5
+    result["files_flat"] = result["fds_last"] - result["fds_first"] <= 5
     return result
 
 
@@ -587,8 +589,9 @@ def render(run: dict) -> str:
         "the machine is shared |",
         "",
         "Flat means: RSS within max(8 MiB, 5 %) of the first minute and rising by at most 1 MiB/min over",
-        "the second half; connections never above the pool's maximum and within 2 of the first minute;",
-        "open files within 5.",
+        "the second half; database connections never above the pool's maximum and at most 2 more in the",
+        "last minute than in the first; open files at most 5 more. Fewer is not a leak: the pool closes",
+        "a connection left unused for 300 s, and the gateway's socket to it goes with it.",
         "",
         "## Data lost: what the database holds against what the client was told",
         "",
@@ -682,6 +685,12 @@ async def run_all(stack: Stack, args, started: datetime) -> dict:
         for _ in range(200):  # 2,000 cards to start from
             await workload.one(op="batch")
         seeded = workload.swap_tally()
+        # A database in service has statistics; a fresh cluster gets its first from autovacuum only
+        # a minute or so after the first writes, and until then the planner believes the tables empty
+        # (docs/SOAK.md: that first minute is not what this run measures).
+        conn = await asyncpg.connect(stack.dsn)
+        await conn.execute("ANALYZE")
+        await conn.close()
         print(f"soak: seeded {len(workload.cards)} cards ({seeded.unexpected} errors)", flush=True)
 
         await closed_loop(workload, MAX_CLIENTS, args.warmup_seconds)
