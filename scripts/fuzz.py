@@ -165,7 +165,7 @@ def render(
         f"| 5xx answers | **{len(summary.server_errors)}** |",
         f"| unexpected errors in the gateway log | **{logged}** |",
         f"| failures reported by Schemathesis | **{sum(f.get('count', 1) for f in summary.failures)}** |",
-        f"| failures of known open defects | {_known(summary)} |",
+        f"| failures set aside (known open defects, known false alarms) | {_known(summary)} |",
         f"| API links followed | {len(summary.links)} distinct ({sum(summary.links.values())} times) |",
         "",
         "Cases per operation (positive = generated to be valid, negative = to be invalid):",
@@ -196,7 +196,7 @@ def render(
     elif not summary.known:
         lines.append("- none")
     for name, n in sorted(summary.known.items()):
-        lines.append(f"- known open defect `{name}` (`KNOWN_DEFECTS` in scripts/fuzz_hooks.py): {n} failures")
+        lines.append(f"- set aside, `{name}` (`KNOWN_DEFECTS` in scripts/fuzz_hooks.py): {n} failures")
     for error in summary.server_errors[:20]:
         lines.append(f"- 5xx: `{error}`")
     lines += ["", END]

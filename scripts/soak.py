@@ -390,6 +390,7 @@ async def sampler(stack: Stack, workload: Workload, samples: list[dict], t0: flo
             samples.append(
                 {
                     "t": round(now - t0, 1),
+                    "span_s": round(now - last, 2),
                     "rss_mib": round(_status_kb(pid, "VmRSS") / 1024, 1),
                     "hwm_mib": round(_status_kb(pid, "VmHWM") / 1024, 1),
                     "fds": len(os.listdir(f"/proc/{pid}/fd")),
@@ -476,10 +477,15 @@ async def verify(stack: Stack, workload: Workload) -> dict:
 # --- the report ---
 
 
+def _whole(samples: list[dict]) -> list[dict]:
+    """The samples of whole intervals: not the few milliseconds between the last one and the stop."""
+    return [s for s in samples if s["span_s"] >= SAMPLE_EVERY_S / 2]
+
+
 def _minute(samples: list[dict], first: bool) -> list[dict]:
     """The samples of the soak's first or last minute."""
-    span = samples[: 60 // SAMPLE_EVERY_S] if first else samples[-(60 // SAMPLE_EVERY_S) :]
-    return span
+    whole = _whole(samples)
+    return whole[: 60 // SAMPLE_EVERY_S] if first else whole[-(60 // SAMPLE_EVERY_S) :]
 
 
 def _mean(rows: list[dict], key: str) -> float:
@@ -490,7 +496,7 @@ def _mean(rows: list[dict], key: str) -> float:
 def flatness(samples: list[dict], pool_max: int) -> dict:
     first, last = _minute(samples, True), _minute(samples, False)
     rss_first, rss_last = _mean(first, "rss_mib"), _mean(last, "rss_mib")
-    half = samples[len(samples) // 2 :]
+    half = _whole(samples)[len(_whole(samples)) // 2 :]
     slope = 0.0
     if len(half) > 2:
         xs, ys = [r["t"] / 60 for r in half], [r["rss_mib"] for r in half]
@@ -628,7 +634,7 @@ def render(run: dict) -> str:
         "| CPU pg / gw / client / others | load |",
         "|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
     ]
-    for r in run["samples"]:
+    for r in _whole(run["samples"]):
         cells = [f"{r['t']:.0f}", r["rps"], r["p50_ms"], r["p99_ms"], r["unexpected"] + r["transport_errors"]]
         cells += [r["rss_mib"], r["fds"], f"{r['db_clients']} ({r['db_active']})", r["db_mib"]]
         cells += [f"{r['pg_cpu_pct']} / {r['gw_cpu_pct']} / {r['client_cpu_pct']} / {r['others_cpu_pct']}"]
