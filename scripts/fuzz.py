@@ -222,8 +222,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--examples", type=int, default=150, help="max examples per operation and phase")
-    parser.add_argument("--seed", type=int, default=None, help="default: a random one, printed and recorded")
+    # `make fuzz FUZZ_SEED=N FUZZ_EXAMPLES=M`: make passes command-line variables in the environment.
+    env_seed, env_examples = os.environ.get("FUZZ_SEED"), os.environ.get("FUZZ_EXAMPLES")
+    parser.add_argument(
+        "--examples",
+        type=int,
+        default=int(env_examples) if env_examples else 150,
+        help="max examples per operation and phase ($FUZZ_EXAMPLES; default 150)",
+    )
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=int(env_seed) if env_seed else None,
+        help="$FUZZ_SEED; default: a random one, printed and recorded",
+    )
     parser.add_argument("--pg-dir", type=Path, default=ROOT / ".data" / "fuzz-pg")
     parser.add_argument("--pg-port", type=int, default=54395)
     parser.add_argument("--gw-port", type=int, default=18395)
