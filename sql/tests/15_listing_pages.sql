@@ -62,65 +62,8 @@ LANGUAGE sql SECURITY DEFINER AS $$
     WHERE c.tenant_id = current_setting('tap.' || p_tenant)::uuid AND c.deleted_at IS NULL
 $$;
 
-SELECT test.remember('tenant_a', cards.create_tenant('Tenant A')::text);
-SELECT test.remember('tenant_b', cards.create_tenant('Tenant B')::text);
+SELECT test.make_listing_cards();
 SELECT test.remember('tenant_c', cards.create_tenant('Tenant C, with many cards')::text);
-
-SELECT count(*) FROM cards.batch_create(test.id('tenant_a'), $$[
-    {"title": "Brand voice", "content": {"tone": "Warm and friendly"}, "tags": ["brand", "tone"],
-     "metadata": {"source": "onboarding", "team": {"name": "marketing", "size": 3}}},
-    {"title": "Shipping times", "kind": "faq", "content": {"answer": "Orders ship within two days"},
-     "tags": ["shipping", "support", "staff"], "metadata": {"source": "helpdesk", "regions": ["eu", "us"]}},
-    {"title": "Returns", "kind": "faq", "content": {"answer": "Returned items are refunded", "pricing": "free",
-     "code": 12345}, "tags": ["support", "returns"], "metadata": {"source": "helpdesk", "lang": "en"}},
-    {"title": "Launch checklist", "content": ["Book the venue", {"step": "Email the press"}], "tags": ["launch"],
-     "metadata": {"source": "onboarding", "lang": "en"}},
-    {"title": "Summarise", "kind": "prompt", "content": "Summarise the customer's running notes", "tags": ["sport"]},
-    {"title": "Tone check", "kind": "prompt", "content": {"text": "Check the tone of a draft before it ships"},
-     "tags": ["tone"], "metadata": {"source": "helpdesk"}},
-    {"title": "Running the support desk", "content": {"body": "Who answers which queue"},
-     "tags": ["support", "staff"], "metadata": {"source": "helpdesk", "lang": "en"}},
-    {"title": "Shipping to the moon", "kind": "faq", "content": "Deleted orders ship nowhere",
-     "tags": ["shipping", "support"], "metadata": {"source": "helpdesk"}}
-]$$);
--- Fixed ids and creation times, so that the expected order is written out: l4, l5 and
--- l6 are created at the same time, and their ids order them l4, l6, l5, which is
--- neither the order they were inserted in nor its reverse. l8 is deleted.
-UPDATE cards.cards AS c SET card_id = f.card_id, created_at = f.created_at, updated_at = f.created_at
-FROM (
-    VALUES
-    ('Brand voice', '00000000-0000-4000-8000-000000000001'::uuid, '2024-03-01 03:00:00+00'::timestamptz),
-    ('Shipping times', '00000000-0000-4000-8000-000000000002', '2024-03-01 04:00:00+00'),
-    ('Returns', '00000000-0000-4000-8000-000000000003', '2024-03-01 05:00:00+00'),
-    ('Launch checklist', '00000000-0000-4000-8000-000000000006', '2024-03-01 06:00:00+00'),
-    ('Summarise', '00000000-0000-4000-8000-000000000004', '2024-03-01 06:00:00+00'),
-    ('Tone check', '00000000-0000-4000-8000-000000000005', '2024-03-01 06:00:00+00'),
-    ('Running the support desk', '00000000-0000-4000-8000-000000000007', '2024-03-01 07:00:00+00'),
-    ('Shipping to the moon', '00000000-0000-4000-8000-000000000008', '2024-03-01 11:00:00+00')
-) AS f (title, card_id, created_at)
-WHERE c.tenant_id = test.id('tenant_a') AND c.title = f.title;
-UPDATE cards.cards SET deleted_at = '2024-03-01 11:30:00+00'
-WHERE card_id = '00000000-0000-4000-8000-000000000008';
-SELECT
-    test.remember('l1', '00000000-0000-4000-8000-000000000001') AS l1,
-    test.remember('l2', '00000000-0000-4000-8000-000000000002') AS l2,
-    test.remember('l3', '00000000-0000-4000-8000-000000000003') AS l3,
-    test.remember('l4', '00000000-0000-4000-8000-000000000006') AS l4,
-    test.remember('l5', '00000000-0000-4000-8000-000000000004') AS l5,
-    test.remember('l6', '00000000-0000-4000-8000-000000000005') AS l6,
-    test.remember('l7', '00000000-0000-4000-8000-000000000007') AS l7,
-    test.remember('l8', '00000000-0000-4000-8000-000000000008') AS l8;
-SELECT cards.track_usage(test.id('tenant_a'), test.id('l1'), 'wf', 'run-1');
-
--- Tenant B holds a copy of l2, the newest of all cards: any filter that finds l2 would
--- find it too if the wall between tenants leaked.
-SELECT test.remember('b1', b.response -> 'cards' -> 0 ->> 'id')
-FROM cards.batch_create(test.id('tenant_b'), $$[
-    {"title": "Shipping times", "kind": "faq", "content": {"answer": "Orders ship within two days"},
-     "tags": ["shipping", "support", "staff"], "metadata": {"source": "helpdesk", "regions": ["eu", "us"]}}
-]$$) AS b;
-UPDATE cards.cards SET created_at = '2024-03-01 12:00:00+00'
-WHERE card_id = test.id('b1');
 
 -- Tenant C: 205 cards, created in groups of up to seven at the same time.
 SELECT count(*) FROM cards.batch_create(
