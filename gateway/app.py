@@ -33,6 +33,7 @@ SCHEMA_VERSION = web.AppKey("schema_version", int)
 TRACE_ID = web.RequestKey("trace_id", str)
 TENANT = web.RequestKey("tenant", str)
 LINGERING_S = 10.0  # aiohttp's default
+MAX_REQUEST_LINE_BYTES = 128 * 1024
 _TRACE_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _JSON = "application/json"
 # A card's path: {id} is any segment but the names of the POST routes beside it, so that
@@ -364,6 +365,10 @@ def init_app(config: Config | None = None) -> web.Application:
             # After an answer sent before the body was read (401, 408, 413, …), the rest of the body is
             # read and dropped, so that the client sees the answer, for at most this long; then close.
             "lingering_time": min(LINGERING_S, config.body_timeout_s),
+            # aiohttp answers a longer request line itself (plain text, before the middleware); the
+            # longest the spec allows, every parameter at its bound in 4-byte characters
+            # percent-encoded, is about 92 KiB (contains 48, tags 24, cursor 12, q 6).
+            "max_line_size": MAX_REQUEST_LINE_BYTES,
         },
     )
     app[CONFIG] = config

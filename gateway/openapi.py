@@ -318,7 +318,8 @@ PARAMETERS = {
     "Contains": {
         "name": "contains",
         "in": "query",
-        "description": "A JSON object (URL-encoded): cards whose metadata contains it (`@>`).",
+        "description": "A JSON object (URL-encoded), at most 16 KiB of text (as a card's metadata): cards "
+        "whose metadata contains it (`@>`).",
         "content": {"application/json": {"schema": {"type": "object"}}},
     },
     "Q": {
@@ -754,7 +755,9 @@ SPEC = {
         "`method-not-allowed` (with `Allow`) for a method it does not accept. The card lifecycle routes "
         "(`GET`/`PATCH`/`DELETE /api/v1/cards/{id}`, `…/restore`, the listing, usage history and summary) "
         "answer 422 validation-error naming any query parameter they do not define, one given twice, or one "
-        "holding NUL (`%00`).",
+        "holding NUL (`%00`). The HTTP layer refuses a request line over 128 KiB or a header field over "
+        "8 KiB with a plain-text 400 before the API sees it; parameters within their bounds never reach "
+        "either.",
     },
     "servers": [{"url": "/"}],
     "tags": [{"name": "cards"}, {"name": "operations"}],

@@ -80,24 +80,32 @@ BEGIN
 END
 $$;
 
--- Parses an HTTP request body: UTF-8 JSON, or CKJSN. jsonb cannot hold NUL, so each
--- \u0000 escape is first replaced by U+10FFFF, a noncharacter reserved for internal
--- use, which _has_nul then finds: a NUL is reported as a validation error of its field.
--- A missing (NULL) body is an empty one: not JSON.
+-- JSON text with each \u0000 escape replaced by the escape of U+10FFFF, a noncharacter
+-- reserved for internal use: jsonb cannot hold NUL, and _has_nul finds the mark after
+-- parsing, so a NUL is reported as a validation error of its field.
+CREATE OR REPLACE FUNCTION cards._mark_nul_escapes(p_json text)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+STRICT
+PARALLEL SAFE
+AS $$
+    -- Only an escape preceded by an even run of backslashes is a NUL.
+    SELECT CASE
+        WHEN pg_catalog.strpos(p_json, '\u0000') = 0 THEN p_json
+        ELSE pg_catalog.regexp_replace(p_json, '(?<!\\)((\\\\)*)\\u0000', '\1\\udbff\\udfff', 'g')
+    END
+$$;
+
+-- Parses an HTTP request body: UTF-8 JSON, or CKJSN. A \u0000 escape parses to the mark
+-- _has_nul finds (_mark_nul_escapes). A missing (NULL) body is an empty one: not JSON.
 CREATE OR REPLACE FUNCTION cards._parse_body(p_body bytea)
 RETURNS jsonb
 LANGUAGE plpgsql
 IMMUTABLE
 AS $$
-DECLARE
-    v_text text;
 BEGIN
-    v_text := pg_catalog.convert_from(coalesce(p_body, '\x'::bytea), 'UTF8');
-    IF pg_catalog.strpos(v_text, '\u0000') > 0 THEN
-        -- Only an escape preceded by an even run of backslashes is a NUL.
-        v_text := pg_catalog.regexp_replace(v_text, '(?<!\\)((\\\\)*)\\u0000', '\1\\udbff\\udfff', 'g');
-    END IF;
-    RETURN v_text::jsonb;
+    RETURN cards._mark_nul_escapes(pg_catalog.convert_from(coalesce(p_body, '\x'::bytea), 'UTF8'))::jsonb;
 EXCEPTION
     WHEN character_not_in_repertoire OR untranslatable_character THEN
         RAISE EXCEPTION USING

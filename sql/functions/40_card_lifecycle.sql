@@ -177,9 +177,16 @@ BEGIN
     ) THEN
         v_errors := v_errors || '[{"field": "tag", "message": "must be at most 32 tags of 1 to 64 characters"}]';
     END IF;
-    v_contains := cards._try_jsonb(p_contains);
-    IF p_contains IS NOT NULL AND jsonb_typeof(v_contains) IS DISTINCT FROM 'object' THEN
-        v_errors := v_errors || '[{"field": "contains", "message": "must be a JSON object"}]';
+    -- No card's metadata is over 16 KiB, so no longer object could match one.
+    IF octet_length(p_contains) > 16384 THEN
+        v_errors := v_errors || '[{"field": "contains", "message": "must be at most 16 KiB"}]';
+    ELSE
+        v_contains := cards._try_jsonb(cards._mark_nul_escapes(p_contains));
+        IF p_contains IS NOT NULL AND jsonb_typeof(v_contains) IS DISTINCT FROM 'object' THEN
+            v_errors := v_errors || '[{"field": "contains", "message": "must be a JSON object"}]';
+        ELSIF cards._has_nul(v_contains) THEN
+            v_errors := v_errors || '[{"field": "contains", "message": "must not contain NUL (\\u0000)"}]';
+        END IF;
     END IF;
     IF char_length(p_q) NOT BETWEEN 1 AND 500 THEN
         v_errors := v_errors || '[{"field": "q", "message": "must be 1 to 500 characters"}]';

@@ -3,7 +3,7 @@
 -- when this API did not issue it (forged, altered, truncated) or issued it for other
 -- filters. The fixtures are those of 14_listing_filters_and_search.sql.
 BEGIN;
-SELECT plan(32);
+SELECT plan(35);
 
 -- Test-only helpers, rolled back with the transaction.
 -- A tenant's listing, as the gateway asks for it (query values as text).
@@ -211,14 +211,29 @@ SELECT is(
     'contains= that is not a JSON object is refused: an array, a string, null, a number, nothing'
 );
 SELECT is(
-    test.error_detail(pg_temp.list_sql(p_contains => repeat('[', 100000))),
+    test.error_detail(pg_temp.list_sql(p_contains => repeat('[', 16000))),
     '[{"field": "contains", "message": "must be a JSON object"}]',
     'contains= nested too deeply to parse is refused, not a server error'
 );
 SELECT is(
     test.error_detail(pg_temp.list_sql(p_contains => '{"s": "\u0000"}')),
-    '[{"field": "contains", "message": "must be a JSON object"}]',
-    'contains= holding a NUL escape is refused, not a server error'
+    '[{"field": "contains", "message": "must not contain NUL (\\u0000)"}]',
+    'contains= holding a NUL escape is refused as holding NUL'
+);
+SELECT is(
+    test.error_detail(pg_temp.list_sql(p_contains => '{"s": "\\u0000"}')),
+    '"no error"',
+    'contains= holding an escaped backslash before u0000 holds no NUL, and is accepted'
+);
+SELECT is(
+    test.error_detail(pg_temp.list_sql(p_contains => '{"s": "' || repeat('é', 8188) || '"}')),
+    '[{"field": "contains", "message": "must be at most 16 KiB"}]',
+    'contains= over 16 KiB of text (16,385 bytes) is refused: no card''s metadata is larger'
+);
+SELECT is(
+    test.error_detail(pg_temp.list_sql(p_contains => '{"s": "' || repeat('é', 8187) || '"}')),
+    '"no error"',
+    'contains= of 16,383 bytes is accepted'
 );
 SELECT is(
     test.error_detail(pg_temp.list_sql(p_kind => 'FAQ')),
