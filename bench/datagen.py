@@ -7,6 +7,9 @@ Besides the cards it writes what the load scripts need to pick existing cards:
   read by the pgbench scripts; `cards_gateway` may read them, so pgbench can run as that role;
 - in the work folder: `tenants.tsv` and `ids-<tenant_no>.txt`, read by the wrk Lua scripts.
 
+Every card has two of eight common tags and one topic tag `topic-NNN` (TOPICS of them), and
+metadata {"source": "bench", "n": n}, so the listing runs can ask for a topic or an n.
+
 It also seeds the usage repeats: the first REPEAT_POOL cards of each tenant get one report
 from (workflow "bench-repeat", run "seed"), so that every later report of that pair is a repeat.
 
@@ -37,6 +40,10 @@ _WORDS = (
     "discount trial upgrade invoice compliance privacy security uptime latency integration webhook export"
 ).split()
 _TAGS = ("brand", "product", "support", "legal", "pricing", "tone", "faq", "internal")
+# Besides two of the common tags (each on a quarter of the cards) every card has one topic tag
+# of TOPICS (each on 1 card in TOPICS), so that a tag query can be selective: the listing
+# benchmark asks for one topic, which the GIN index serves.
+TOPICS = 500
 
 _SCHEMA = """
 DROP SCHEMA IF EXISTS bench CASCADE;
@@ -66,9 +73,13 @@ def card(rng: random.Random, tenant_no: int, n: int) -> dict:
         "kind": "note",
         "title": f"Card {tenant_no}-{n}: {' '.join(words[:5])}",
         "content": {"text": text, "section": n % 97, "audience": rng.choice(("smb", "enterprise"))},
-        "tags": rng.sample(_TAGS, k=2),
+        "tags": [*rng.sample(_TAGS, k=2), topic(n)],
         "metadata": {"source": "bench", "n": n},
     }
+
+
+def topic(n: int) -> str:
+    return f"topic-{n % TOPICS:03d}"
 
 
 async def _create_tenants(conn: asyncpg.Connection, count: int) -> list[Tenant]:
@@ -166,6 +177,7 @@ async def load(
             "tenants": tenants,
             "per_tenant": per_tenant,
             "repeat_pool": pool,
+            "topics": TOPICS,
             "load_seconds": round(loaded, 2),
             "cards_per_second": round(per_tenant * tenants / loaded, 1),
             "setup_seconds": round(time.perf_counter() - started, 2),

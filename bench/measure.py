@@ -153,6 +153,7 @@ def pgbench_defines(target: Target, data: dict, batch_size: int = 100) -> dict[s
         "tenants": str(data["tenants"]),
         "per_tenant": str(data["per_tenant"]),
         "repeat_pool": str(data["repeat_pool"]),
+        "topics": str(data["topics"]),
         "batch_size": str(batch_size),
         "content": content,
     }

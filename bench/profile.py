@@ -5,6 +5,7 @@ endpoint function (auto_explain with nested statements), and py-spy on the gatew
 from __future__ import annotations
 
 import asyncio
+import random
 import re
 import shutil
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import asyncpg
 
+from .datagen import TOPICS, topic
 from .measure import BENCH
 
 TOP_STATEMENTS = """
@@ -56,6 +58,8 @@ _CALLS = {
     "retrieve": "SELECT cards.retrieve_request($1::uuid, $2::bytea)",
     "usage": "SELECT * FROM cards.track_usage_request($1::uuid, $2::text, $3::bytea)",
     "batch": "SELECT * FROM cards.batch_create_request($1::uuid, $2::bytea, $3::text)",
+    "list_tag": "SELECT cards.list_cards($1::uuid, NULL, ARRAY[$2::text], NULL, NULL, NULL, NULL)",
+    "list_contains": "SELECT cards.list_cards($1::uuid, NULL, NULL, $2::text, NULL, NULL, NULL)",
 }
 
 
@@ -72,6 +76,11 @@ async def _args(conn: asyncpg.Connection, op: str) -> tuple:
             "SELECT card_id::text FROM bench.ids WHERE tenant_no = 1 ORDER BY random() LIMIT 1"
         )
         return tenant, card, f'{{"workflow_id": "explain", "run_id": "{uuid.uuid4()}"}}'.encode()
+    if op == "list_tag":
+        return tenant, topic(random.randrange(TOPICS))
+    if op == "list_contains":
+        per_tenant = await conn.fetchval("SELECT max(n) FROM bench.ids WHERE tenant_no = 1")
+        return tenant, f'{{"n": {random.randint(1, per_tenant)}}}'
     content = (BENCH / "payloads" / "content-1k.json").read_text().strip()
     token = uuid.uuid4().hex
     cards = ", ".join(f'{{"title": "explain {token} {i}", "content": {content}}}' for i in range(100))

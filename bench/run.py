@@ -37,7 +37,9 @@ from . import datagen, profile, report
 from .measure import ROOT, Target, pgbench, pgbench_defines, wait_for_quiet, wrk
 
 SIZES = {"smoke": 2_000, "20k": 20_000, "100k": 100_000, "1m": 1_000_000, "10m": 10_000_000}
-OPERATIONS = ("retrieve", "usage", "hot", "batch")
+# The listings run before the batches, so that they read the loaded data (and not the autovacuum
+# the batches set off).
+OPERATIONS = ("retrieve", "usage", "hot", "list_tag", "list_contains", "batch")
 PY = str(ROOT / ".venv" / "bin" / "python")
 
 
@@ -171,7 +173,12 @@ def start_cluster(plan: Plan) -> dict | None:
     if plan.reuse and plan.pg_dir.exists():
         pgcluster("start", str(plan.pg_dir), str(plan.pg_port), "bench")
         data = asyncio.run(_database_state(plan))
-        if data and data.get("cards") == plan.cards and data.get("tenants") == plan.tenants:
+        if (
+            data
+            and data.get("cards") == plan.cards
+            and data.get("tenants") == plan.tenants
+            and data.get("topics") == datagen.TOPICS
+        ):
             say(f"reusing the kept cluster in {plan.pg_dir} ({plan.cards} cards)")
             return data
         say("the kept cluster holds other data: starting afresh")
@@ -368,7 +375,12 @@ def measure_operation(plan: Plan, target: Target, data: dict, op: str, token: st
     """pgbench then wrk, each after a warm-up, at every concurrency; pg_stat_statements per op."""
     runs = []
     defines = pgbench_defines(target, data)
-    wrk_arg = {"usage": str(data["repeat_pool"]), "batch": "100"}.get(op)
+    wrk_arg = {
+        "usage": str(data["repeat_pool"]),
+        "batch": "100",
+        "list_tag": str(data["topics"]),
+        "list_contains": str(data["per_tenant"]),
+    }.get(op)
     asyncio.run(profile.reset_statements(admin_dsn(plan)))
     for conns in plan.conns:
         say(f"{op} x{conns}: pgbench")
@@ -535,6 +547,7 @@ def run(plan: Plan) -> int:
             f"data: {data['cards']} cards loaded in {data['load_seconds']} s "
             f"({data['cards_per_second']} cards/s)"
         )
+        asyncio.run(check_listings(dsn))
         result["postgres"] = asyncio.run(pg_facts(dsn))
         result["schema_version"] = migrate(plan)
         gateway = start_gateway(plan)
@@ -574,6 +587,25 @@ def run(plan: Plan) -> int:
     paths = report.write(result, plan.results, ROOT / "bench" / "REPORT.md")
     say("wrote " + ", ".join(str(p.relative_to(ROOT)) for p in paths))
     return 1 if plan.failures or any("failure" in r for r in result["runs"]) else 0
+
+
+async def check_listings(dsn: str) -> None:
+    """The listing runs measure full pages: their queries must find cards in this data (a query
+    that finds nothing would be fast and prove nothing)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        tenant = await conn.fetchval("SELECT tenant_id FROM bench.tenants WHERE tenant_no = 1")
+        for name, tags, contains in (
+            ("list_tag", [datagen.topic(0)], None),
+            ("list_contains", None, '{"n": 1}'),
+        ):
+            page = await conn.fetchval(
+                "SELECT cards.list_cards($1, NULL, $2, $3, NULL, NULL, NULL)::text", tenant, tags, contains
+            )
+            if not json.loads(page)["cards"]:
+                raise RuntimeError(f"{name}: the benchmark's query finds no cards in this data")
+    finally:
+        await conn.close()
 
 
 async def _remember(dsn: str, data: dict) -> None:

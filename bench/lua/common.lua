@@ -66,6 +66,10 @@ function M.post(path, tenant, body, extra)
   return wrk.format("POST", path, headers, body)
 end
 
+function M.get(path, tenant)
+  return wrk.format("GET", path, {["Authorization"] = tenant.auth})
+end
+
 -- done() runs once in the main state. wrk counts a status >= 400 as errors.status; these
 -- routes answer no 1xx or 3xx, so that is the non-2xx count.
 function M.done(summary, latency, requests)
