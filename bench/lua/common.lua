@@ -70,6 +70,19 @@ function M.get(path, tenant)
   return wrk.format("GET", path, {["Authorization"] = tenant.auth})
 end
 
+-- A whole listing script: GET path(n) for a random tenant, where n is the number given as
+-- ARG (`what` names it in the usage message).
+function M.listing(what, path)
+  local n
+  function setup(thread) M.setup(thread) end
+  function done(summary, latency, requests) M.done(summary, latency, requests) end
+  function init(args)
+    M.init(args, false)
+    n = assert(tonumber(args[3]), "usage: -- WORK_DIR TOKEN " .. what)
+  end
+  function request() return M.get(path(n), M.tenant()) end
+end
+
 -- done() runs once in the main state. wrk counts a status >= 400 as errors.status; these
 -- routes answer no 1xx or 3xx, so that is the non-2xx count.
 function M.done(summary, latency, requests)
