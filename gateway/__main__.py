@@ -27,11 +27,13 @@ def main() -> None:
     try:
         web.run_app(
             init_app(config),
+            host=config.host,
             port=config.port,
             loop=loop,
             access_log=None,  # the middleware writes one JSON line per request instead
             shutdown_timeout=config.shutdown_timeout_s,
-            print=lambda _: log.info("serving", extra={"port": config.port}),  # once the pool is open
+            # once the pool is open
+            print=lambda _: log.info("serving", extra={"host": config.host or "*", "port": config.port}),
         )
     except (OSError, asyncpg.PostgresError) as exc:
         sys.exit(f"cards gateway: cannot start: {exc}")

@@ -18,6 +18,7 @@ class ConfigError(ValueError):
 class Config:
     database_url: str
     port: int = 8002
+    host: str | None = None  # every interface
     jwt_secret: str | None = None
     pool_min: int = 2
     pool_max: int = 10
@@ -72,6 +73,7 @@ class Config:
             numbers[field] = value
         return cls(
             database_url=env["DATABASE_URL"],
+            host=env.get("HOST", "").strip() or None,
             jwt_secret=env.get("CARDS_JWT_SECRET") or None,
             log_level=level,
             **numbers,

@@ -12,6 +12,7 @@ BASE = {"DATABASE_URL": "postgresql://u@h/db"}
 def test_defaults_follow_the_contract():
     config = Config.from_env(BASE)
     assert config.port == 8002
+    assert config.host is None  # every interface
     assert config.max_body_bytes == 8 * 1024 * 1024
     assert config.auth_cache_ttl_s <= 4  # a revoked key stops working within 5 s
     assert config.jwt_secret is None
@@ -22,6 +23,7 @@ def test_every_setting_is_read_from_its_variable():
         BASE
         | {
             "PORT": "9000",
+            "HOST": "127.0.0.1",
             "CARDS_JWT_SECRET": "s" * 32,
             "CARDS_DB_POOL_MIN": "0",
             "CARDS_DB_POOL_MAX": "3",
@@ -35,6 +37,7 @@ def test_every_setting_is_read_from_its_variable():
     assert (config.port, config.jwt_secret, config.pool_min, config.pool_max) == (9000, "s" * 32, 0, 3)
     assert (config.max_body_bytes, config.log_level, config.statement_timeout_ms) == (2048, "DEBUG", 250)
     assert (config.pool_timeout_s, config.auth_cache_ttl_s) == (0.5, 1.5)
+    assert config.host == "127.0.0.1"
 
 
 def test_a_missing_database_url_is_an_error():
