@@ -7,37 +7,11 @@ BEGIN;
 SELECT plan(38);
 
 -- Test-only helpers, rolled back with the transaction.
--- A tenant's listing, as the gateway asks for it (query values as text).
-CREATE FUNCTION pg_temp.list(
-    p_kind text DEFAULT NULL, p_tags text[] DEFAULT NULL, p_contains text DEFAULT NULL, p_q text DEFAULT NULL,
-    p_limit text DEFAULT NULL, p_cursor text DEFAULT NULL, p_tenant text DEFAULT 'tenant_a'
-) RETURNS jsonb
-LANGUAGE sql AS $$
-    SELECT cards.list_cards(
-        current_setting('tap.' || p_tenant)::uuid, p_kind, p_tags, p_contains, p_q, p_limit, p_cursor
-    )::jsonb
-$$;
--- The cards of a listing page as fixture names (l1…l8, b1, fresh), else their ids.
-CREATE FUNCTION pg_temp.names(p_page jsonb) RETURNS text[]
-LANGUAGE sql STABLE AS $$
-    SELECT coalesce(array_agg(
-        coalesce(
-            (
-                SELECT f.name
-                FROM unnest(ARRAY['l1', 'l2', 'l3', 'l4', 'l5', 'l6', 'l7', 'l8', 'b1', 'fresh']) AS f (name)
-                WHERE current_setting('tap.' || f.name, TRUE) = c.card ->> 'id'
-            ),
-            c.card ->> 'id'
-        )
-        ORDER BY c.ord
-    ), '{}')
-    FROM jsonb_array_elements(p_page -> 'cards') WITH ORDINALITY AS c (card, ord)
-$$;
 -- The names tenant A's listing answers for some filters, on one large page.
 CREATE FUNCTION pg_temp.found(
     p_kind text DEFAULT NULL, p_tags text[] DEFAULT NULL, p_contains text DEFAULT NULL, p_q text DEFAULT NULL
 ) RETURNS text[]
-LANGUAGE sql AS $$ SELECT pg_temp.names(pg_temp.list(p_kind, p_tags, p_contains, p_q, '200')) $$;
+LANGUAGE sql AS $$ SELECT test.listing_names(test.list(p_kind, p_tags, p_contains, p_q, '200')) $$;
 
 SELECT test.make_listing_cards();
 
@@ -48,23 +22,23 @@ SELECT test.make_listing_cards();
 SET LOCAL ROLE cards_gateway;
 
 SELECT is(
-    pg_temp.names(pg_temp.list()),
+    test.listing_names(test.list()),
     ARRAY['l7', 'l4', 'l6', 'l5', 'l3', 'l2', 'l1'],
     'the live cards of the tenant come newest first; cards created at the same time by id, descending'
 );
 SELECT is(
-    pg_temp.list() -> 'next_cursor',
+    test.list() -> 'next_cursor',
     'null',
     'when every card fits on the page, next_cursor is null'
 );
 SELECT is(
-    (SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(pg_temp.list()) AS k),
+    (SELECT array_agg(k ORDER BY k) FROM jsonb_object_keys(test.list()) AS k),
     ARRAY['cards', 'next_cursor'],
     'the answer holds exactly cards and next_cursor'
 );
 SELECT is(
     (
-        SELECT c.card FROM jsonb_array_elements(pg_temp.list() -> 'cards') AS c (card)
+        SELECT c.card FROM jsonb_array_elements(test.list() -> 'cards') AS c (card)
         WHERE c.card ->> 'id' = test.id('l1')::text
     ),
     (SELECT g.card::jsonb FROM cards.get_card(test.id('tenant_a'), test.id('l1')::text) AS g),
@@ -72,7 +46,7 @@ SELECT is(
 );
 SELECT is(
     (
-        SELECT c.card -> 'usage_count' FROM jsonb_array_elements(pg_temp.list() -> 'cards') AS c (card)
+        SELECT c.card -> 'usage_count' FROM jsonb_array_elements(test.list() -> 'cards') AS c (card)
         WHERE c.card ->> 'id' = test.id('l1')::text
     ),
     '1',
@@ -85,7 +59,7 @@ SELECT is(
 
 SELECT is(pg_temp.found(p_kind => 'faq'), ARRAY['l3', 'l2'], 'kind= lists the live cards of that kind');
 SELECT is(
-    pg_temp.list(p_kind => 'memo'),
+    test.list(p_kind => 'memo'),
     '{"cards": [], "next_cursor": null}',
     'a kind no card has lists nothing'
 );
@@ -189,9 +163,9 @@ RESET ROLE;
 
 SET LOCAL ROLE cards_gateway;
 
-SELECT is(pg_temp.names(pg_temp.list(p_tenant => 'tenant_b')), ARRAY['b1'], 'tenant B lists only its own card');
+SELECT is(test.listing_names(test.list(p_tenant => 'tenant_b')), ARRAY['b1'], 'tenant B lists only its own card');
 SELECT is(
-    pg_temp.names(pg_temp.list(
+    test.listing_names(test.list(
         p_kind => 'faq', p_tags => '{support}', p_contains => '{"source": "helpdesk"}', p_q => 'ship',
         p_tenant => 'tenant_b'
     )),

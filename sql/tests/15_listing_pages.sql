@@ -7,32 +7,6 @@ BEGIN;
 SELECT plan(19);
 
 -- Test-only helpers, rolled back with the transaction.
--- A tenant's listing, as the gateway asks for it (query values as text).
-CREATE FUNCTION pg_temp.list(
-    p_kind text DEFAULT NULL, p_tags text[] DEFAULT NULL, p_contains text DEFAULT NULL, p_q text DEFAULT NULL,
-    p_limit text DEFAULT NULL, p_cursor text DEFAULT NULL, p_tenant text DEFAULT 'tenant_a'
-) RETURNS jsonb
-LANGUAGE sql AS $$
-    SELECT cards.list_cards(
-        current_setting('tap.' || p_tenant)::uuid, p_kind, p_tags, p_contains, p_q, p_limit, p_cursor
-    )::jsonb
-$$;
--- The cards of a listing page as fixture names (l1…l8, b1, fresh), else their ids.
-CREATE FUNCTION pg_temp.names(p_page jsonb) RETURNS text[]
-LANGUAGE sql STABLE AS $$
-    SELECT coalesce(array_agg(
-        coalesce(
-            (
-                SELECT f.name
-                FROM unnest(ARRAY['l1', 'l2', 'l3', 'l4', 'l5', 'l6', 'l7', 'l8', 'b1', 'fresh']) AS f (name)
-                WHERE current_setting('tap.' || f.name, TRUE) = c.card ->> 'id'
-            ),
-            c.card ->> 'id'
-        )
-        ORDER BY c.ord
-    ), '{}')
-    FROM jsonb_array_elements(p_page -> 'cards') WITH ORDINALITY AS c (card, ord)
-$$;
 -- Every page of a listing, following next_cursor to its end: a JSON array of pages, each
 -- an array of names.
 CREATE FUNCTION pg_temp.walk(
@@ -46,8 +20,8 @@ DECLARE
     v_cursor text;
 BEGIN
     FOR i IN 1..100 LOOP
-        v_page := pg_temp.list(p_kind, p_tags, p_contains, p_q, p_limit, v_cursor, p_tenant);
-        v_pages := v_pages || jsonb_build_array(to_jsonb(pg_temp.names(v_page)));
+        v_page := test.list(p_kind, p_tags, p_contains, p_q, p_limit, v_cursor, p_tenant);
+        v_pages := v_pages || jsonb_build_array(to_jsonb(test.listing_names(v_page)));
         v_cursor := v_page ->> 'next_cursor';
         EXIT WHEN v_cursor IS NULL;
     END LOOP;
@@ -108,25 +82,25 @@ SELECT is(
     '[["l6"], ["l2"]]',
     'a search is paginated too'
 );
-SELECT test.remember('page_1', pg_temp.list(p_limit => '2')::text);
+SELECT test.remember('page_1', test.list(p_limit => '2')::text);
 SELECT is(
-    pg_temp.names(pg_temp.list(p_limit => '5', p_cursor => test.doc('page_1') ->> 'next_cursor')),
+    test.listing_names(test.list(p_limit => '5', p_cursor => test.doc('page_1') ->> 'next_cursor')),
     ARRAY['l6', 'l5', 'l3', 'l2', 'l1'],
     'a cursor may be followed with another page size'
 );
-SELECT test.remember('tag_page_1', pg_temp.list(p_tags => '{staff,support}', p_limit => '1')::text);
+SELECT test.remember('tag_page_1', test.list(p_tags => '{staff,support}', p_limit => '1')::text);
 SELECT is(
-    pg_temp.names(pg_temp.list(
+    test.listing_names(test.list(
         p_tags => '{support,staff}', p_limit => '1', p_cursor => test.doc('tag_page_1') ->> 'next_cursor'
     )),
     ARRAY['l2'],
     'a cursor is valid with the same tags in another order'
 );
 SELECT test.remember(
-    'contains_page_1', pg_temp.list(p_contains => '{"lang": "en", "source": "helpdesk"}', p_limit => '1')::text
+    'contains_page_1', test.list(p_contains => '{"lang": "en", "source": "helpdesk"}', p_limit => '1')::text
 );
 SELECT is(
-    pg_temp.names(pg_temp.list(
+    test.listing_names(test.list(
         p_contains => '{ "source":"helpdesk","lang" : "en" }', p_limit => '1',
         p_cursor => test.doc('contains_page_1') ->> 'next_cursor'
     )),
@@ -147,13 +121,13 @@ WHERE card_id = test.id('l6');
 SET LOCAL ROLE cards_gateway;
 
 SELECT is(
-    pg_temp.names(pg_temp.list(p_limit => '2', p_cursor => test.doc('page_1') ->> 'next_cursor')),
+    test.listing_names(test.list(p_limit => '2', p_cursor => test.doc('page_1') ->> 'next_cursor')),
     ARRAY['l5', 'l3'],
     'the next page continues after the last card seen: a card created since is not slipped in, one deleted since is '
     || 'left out'
 );
 SELECT is(
-    pg_temp.names(pg_temp.list(p_limit => '2')),
+    test.listing_names(test.list(p_limit => '2')),
     ARRAY['fresh', 'l7'],
     'a new listing starts with the new card'
 );
@@ -179,18 +153,18 @@ SET LOCAL ROLE cards_gateway;
 SELECT test.remember('c_all', to_jsonb(pg_temp.stored_order('tenant_c'))::text);
 
 SELECT is(
-    jsonb_array_length(pg_temp.list(p_tenant => 'tenant_c') -> 'cards'),
+    jsonb_array_length(test.list(p_tenant => 'tenant_c') -> 'cards'),
     50,
     'without limit=, a page holds 50 cards'
 );
-SELECT isnt(pg_temp.list(p_tenant => 'tenant_c') ->> 'next_cursor', NULL, 'and a cursor to the next');
+SELECT isnt(test.list(p_tenant => 'tenant_c') ->> 'next_cursor', NULL, 'and a cursor to the next');
 SELECT is(
-    jsonb_array_length(pg_temp.list(p_limit => '200', p_tenant => 'tenant_c') -> 'cards'),
+    jsonb_array_length(test.list(p_limit => '200', p_tenant => 'tenant_c') -> 'cards'),
     200,
     'limit=200 is accepted and holds 200 cards'
 );
 SELECT is(
-    jsonb_array_length(pg_temp.list(p_limit => '1', p_tenant => 'tenant_c') -> 'cards'),
+    jsonb_array_length(test.list(p_limit => '1', p_tenant => 'tenant_c') -> 'cards'),
     1,
     'limit=1 is accepted and holds one card'
 );

@@ -6,16 +6,7 @@ BEGIN;
 SELECT plan(35);
 
 -- Test-only helpers, rolled back with the transaction.
--- A tenant's listing, as the gateway asks for it (query values as text).
-CREATE FUNCTION pg_temp.list(
-    p_kind text DEFAULT NULL, p_tags text[] DEFAULT NULL, p_contains text DEFAULT NULL, p_q text DEFAULT NULL,
-    p_limit text DEFAULT NULL, p_cursor text DEFAULT NULL, p_tenant text DEFAULT 'tenant_a'
-) RETURNS jsonb
-LANGUAGE sql AS $$
-    SELECT cards.list_cards(
-        current_setting('tap.' || p_tenant)::uuid, p_kind, p_tags, p_contains, p_q, p_limit, p_cursor
-    )::jsonb
-$$;
+-- Tenant A's listing as a statement, for test.error_detail.
 CREATE FUNCTION pg_temp.list_sql(
     p_kind text DEFAULT NULL, p_tags text[] DEFAULT NULL, p_contains text DEFAULT NULL, p_q text DEFAULT NULL,
     p_limit text DEFAULT NULL, p_cursor text DEFAULT NULL
@@ -54,13 +45,13 @@ SELECT test.make_listing_cards();
 
 SET LOCAL ROLE cards_gateway;
 
-SELECT test.remember('page_1', pg_temp.list(p_limit => '2')::text);
-SELECT test.remember('tag_page_1', pg_temp.list(p_tags => '{staff,support}', p_limit => '1')::text);
+SELECT test.remember('page_1', test.list(p_limit => '2')::text);
+SELECT test.remember('tag_page_1', test.list(p_tags => '{staff,support}', p_limit => '1')::text);
 SELECT test.remember(
-    'contains_page_1', pg_temp.list(p_contains => '{"lang": "en", "source": "helpdesk"}', p_limit => '1')::text
+    'contains_page_1', test.list(p_contains => '{"lang": "en", "source": "helpdesk"}', p_limit => '1')::text
 );
-SELECT test.remember('kind_page_1', pg_temp.list(p_kind => 'faq', p_limit => '1')::text);
-SELECT test.remember('q_page_1', pg_temp.list(p_q => 'ship', p_limit => '1')::text);
+SELECT test.remember('kind_page_1', test.list(p_kind => 'faq', p_limit => '1')::text);
+SELECT test.remember('q_page_1', test.list(p_q => 'ship', p_limit => '1')::text);
 
 SELECT throws_ok(
     pg_temp.list_sql(p_kind => 'faq', p_limit => '2', p_cursor => test.doc('page_1') ->> 'next_cursor'),

@@ -102,4 +102,32 @@ BEGIN
 END
 $fixture$;
 
+-- A tenant's listing (14_, 15_, 16_), as the gateway asks for it (query values as text).
+CREATE FUNCTION test.list(
+    p_kind text DEFAULT NULL, p_tags text[] DEFAULT NULL, p_contains text DEFAULT NULL, p_q text DEFAULT NULL,
+    p_limit text DEFAULT NULL, p_cursor text DEFAULT NULL, p_tenant text DEFAULT 'tenant_a'
+) RETURNS jsonb
+LANGUAGE sql AS $$
+    SELECT cards.list_cards(
+        current_setting('tap.' || p_tenant)::uuid, p_kind, p_tags, p_contains, p_q, p_limit, p_cursor
+    )::jsonb
+$$;
+-- The cards of a listing page as the names of make_listing_cards' fixture (l1…l8, b1,
+-- fresh), else their ids.
+CREATE FUNCTION test.listing_names(p_page jsonb) RETURNS text[]
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(array_agg(
+        coalesce(
+            (
+                SELECT f.name
+                FROM unnest(ARRAY['l1', 'l2', 'l3', 'l4', 'l5', 'l6', 'l7', 'l8', 'b1', 'fresh']) AS f (name)
+                WHERE current_setting('tap.' || f.name, TRUE) = c.card ->> 'id'
+            ),
+            c.card ->> 'id'
+        )
+        ORDER BY c.ord
+    ), '{}')
+    FROM jsonb_array_elements(p_page -> 'cards') WITH ORDINALITY AS c (card, ord)
+$$;
+
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA test TO public;
