@@ -8,49 +8,6 @@
 BEGIN;
 SELECT plan(57);
 
--- Test-only helpers, rolled back with the transaction.
--- A card id as the gateway passes it (path text): a fixture's id, or the text itself.
-CREATE FUNCTION pg_temp.ref(p_card text) RETURNS text
-LANGUAGE sql STABLE AS $$ SELECT coalesce(current_setting('tap.' || p_card, TRUE), p_card) $$;
--- The statements tenant A's gateway runs on a card; the body is sent as its UTF-8 bytes.
-CREATE FUNCTION pg_temp.get_sql(p_card text, p_tenant text DEFAULT 'tenant_a') RETURNS text
-LANGUAGE sql STABLE AS $$
-    SELECT format('SELECT * FROM cards.get_card(%L, %L)', current_setting('tap.' || p_tenant), pg_temp.ref(p_card))
-$$;
-CREATE FUNCTION pg_temp.update_sql(
-    p_card text, p_if_match text, p_body text, p_tenant text DEFAULT 'tenant_a'
-) RETURNS text
-LANGUAGE sql STABLE AS $$
-    SELECT format(
-        $f$SELECT * FROM cards.update_card(%L, %L, %L, convert_to(%L, 'UTF8'))$f$,
-        current_setting('tap.' || p_tenant), pg_temp.ref(p_card), p_if_match, p_body
-    )
-$$;
--- Tenant A's answers, as {"card": …, "etag": …}.
-CREATE FUNCTION pg_temp.get(p_card text) RETURNS jsonb
-LANGUAGE sql AS $$
-    SELECT to_jsonb(g) FROM cards.get_card(current_setting('tap.tenant_a')::uuid, pg_temp.ref(p_card)) AS g
-$$;
-CREATE FUNCTION pg_temp.patch(p_card text, p_if_match text, p_body text) RETURNS jsonb
-LANGUAGE sql AS $$
-    SELECT to_jsonb(u) FROM cards.update_card(
-        current_setting('tap.tenant_a')::uuid, pg_temp.ref(p_card), p_if_match, convert_to(p_body, 'UTF8')
-    ) AS u
-$$;
--- The content_hash batch_create gives a card, computed in a scratch tenant: what a
--- re-hashed card must carry.
-CREATE FUNCTION pg_temp.batch_hash(p_card jsonb) RETURNS text
-LANGUAGE sql AS $$
-    SELECT b.response -> 'cards' -> 0 ->> 'content_hash'
-    FROM cards.batch_create(current_setting('tap.tenant_z')::uuid, jsonb_build_array(p_card)) AS b
-$$;
--- A card's stored row, read as the superuser running the suite, whom row-level security
--- does not restrict (SECURITY DEFINER: whoever calls it).
-CREATE FUNCTION pg_temp.stored(p_card text) RETURNS jsonb
-LANGUAGE sql SECURITY DEFINER AS $$
-    SELECT to_jsonb(c) FROM cards.cards AS c WHERE c.card_id = pg_temp.ref(p_card)::uuid
-$$;
-
 SELECT test.remember('tenant_a', cards.create_tenant('Tenant A')::text);
 SELECT test.remember('tenant_b', cards.create_tenant('Tenant B')::text);
 SELECT test.remember('tenant_z', cards.create_tenant('Scratch tenant for expected hashes')::text);
@@ -80,31 +37,31 @@ SELECT test.remember('now', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24
 SET LOCAL ROLE cards_gateway;
 
 SELECT is(
-    pg_temp.get('p1') -> 'card',
+    test.get_card('p1') -> 'card',
     cards.retrieve(test.id('tenant_a'), ARRAY[test.id('p1')])::jsonb -> 'cards' -> 0,
     'get_card answers the card as retrieve does, usage included'
 );
 SELECT is(
-    pg_temp.get('p1') -> 'card',
+    test.get_card('p1') -> 'card',
     jsonb_build_object(
         'id', test.id('p1'), 'kind', 'brand', 'title', 'Brand voice', 'content', '{"tone": "warm"}'::jsonb,
         'tags', '["brand", "tone"]'::jsonb, 'metadata', '{"source": "onboarding", "owner": "ana"}'::jsonb,
-        'content_hash', pg_temp.batch_hash('{"kind": "brand", "title": "Brand voice", "content": {"tone": "warm"}}'),
+        'content_hash', test.batch_hash('{"kind": "brand", "title": "Brand voice", "content": {"tone": "warm"}}'),
         'usage_count', 1, 'created_at', '2024-01-02T03:04:05.000006Z', 'updated_at', '2024-01-02T03:04:05.000006Z',
         'last_used_at', current_setting('tap.now')
     ),
     'the card is the stored card with its usage'
 );
-SELECT is(pg_temp.get('p1') ->> 'etag', '"1"', 'a new card''s ETag is its version 1, in quotes');
+SELECT is(test.get_card('p1') ->> 'etag', '"1"', 'a new card''s ETag is its version 1, in quotes');
 SELECT is(
-    pg_temp.get(upper(pg_temp.ref('p1'))) -> 'card' ->> 'id',
-    pg_temp.ref('p1'),
+    test.get_card(upper(test.card_ref('p1'))) -> 'card' ->> 'id',
+    test.card_ref('p1'),
     'an id in upper case finds the card, answered in lower case'
 );
-SELECT throws_ok(pg_temp.get_sql('unknown'), 'CKNFD', 'No such card.', 'an unknown id is not found');
-SELECT throws_ok(pg_temp.get_sql('not-a-uuid'), 'CKNFD', 'No such card.', 'a malformed id names no card: not found');
+SELECT throws_ok(test.get_card_sql('unknown'), 'CKNFD', 'No such card.', 'an unknown id is not found');
+SELECT throws_ok(test.get_card_sql('not-a-uuid'), 'CKNFD', 'No such card.', 'a malformed id names no card: not found');
 SELECT throws_ok(
-    pg_temp.get_sql(replace(pg_temp.ref('p1'), '-', '')),
+    test.get_card_sql(replace(test.card_ref('p1'), '-', '')),
     'CKNFD',
     'No such card.',
     'an id without its hyphens is not the canonical form: not found'
@@ -120,46 +77,46 @@ SELECT throws_ok(
 -- Persona: tenant A — update_card's precondition (If-Match)
 -- ---------------------------------------------------------------------------------
 
-SELECT test.remember('p1_v1', pg_temp.stored('p1')::text);
-SELECT test.remember('p1_doc_v1', pg_temp.get('p1')::text);
+SELECT test.remember('p1_v1', test.stored_card('p1')::text);
+SELECT test.remember('p1_doc_v1', test.get_card('p1')::text);
 
 SELECT throws_ok(
-    pg_temp.update_sql('p1', NULL, '{"title": "New voice"}'),
+    test.update_card_sql('p1', NULL, '{"title": "New voice"}'),
     'CKPRQ',
     'Send If-Match with the ETag of the card you read, so that no change is lost.',
     'an update without If-Match is refused: precondition required'
 );
 SELECT throws_ok(
-    pg_temp.update_sql('p1', '"2"', '{"title": "New voice"}'),
+    test.update_card_sql('p1', '"2"', '{"title": "New voice"}'),
     'CKPFL',
     'The card has changed since it was read; read it again and retry.',
     'an update with an ETag that is not the current one is refused: precondition failed'
 );
 SELECT throws_ok(
-    pg_temp.update_sql('p1', '1', '{"title": "New voice"}'),
+    test.update_card_sql('p1', '1', '{"title": "New voice"}'),
     'CKPFL',
     'The card has changed since it was read; read it again and retry.',
     'the ETag must be sent quoted, as it was answered'
 );
 SELECT throws_ok(
-    pg_temp.update_sql('p1', 'W/"1"', '{"title": "New voice"}'),
+    test.update_card_sql('p1', 'W/"1"', '{"title": "New voice"}'),
     'CKPFL',
     'The card has changed since it was read; read it again and retry.',
     'a weak ETag never matches: If-Match compares strongly'
 );
 SELECT throws_ok(
-    pg_temp.update_sql('p1', '', '{"title": "New voice"}'),
+    test.update_card_sql('p1', '', '{"title": "New voice"}'),
     'CKPFL',
     'The card has changed since it was read; read it again and retry.',
     'an empty If-Match matches nothing'
 );
-SELECT is(pg_temp.stored('p1'), test.doc('p1_v1'), 'a refused precondition writes nothing');
+SELECT is(test.stored_card('p1'), test.doc('p1_v1'), 'a refused precondition writes nothing');
 
 -- ---------------------------------------------------------------------------------
 -- Persona: tenant A — update_card's changes, one version each
 -- ---------------------------------------------------------------------------------
 
-SELECT test.remember('v2', pg_temp.patch('p1', '"1"', '{"title": "New voice"}')::text);
+SELECT test.remember('v2', test.patch_card('p1', '"1"', '{"title": "New voice"}')::text);
 SELECT is(test.doc('v2') ->> 'etag', '"2"', 'an update with the current ETag succeeds and answers the next ETag');
 SELECT is(
     (test.doc('v2') -> 'card') - '{content_hash,updated_at}'::text[],
@@ -168,7 +125,7 @@ SELECT is(
 );
 SELECT is(
     test.doc('v2') -> 'card' ->> 'content_hash',
-    pg_temp.batch_hash('{"kind": "brand", "title": "New voice", "content": {"tone": "warm"}}'),
+    test.batch_hash('{"kind": "brand", "title": "New voice", "content": {"tone": "warm"}}'),
     'a title change re-hashes the card: the hash batch_create gives the new kind, title and content'
 );
 SELECT is(
@@ -181,44 +138,44 @@ SELECT is(
     '2024-01-02T03:04:05.000006Z',
     'created_at does not change'
 );
-SELECT is(pg_temp.get('p1'), test.doc('v2'), 'get_card answers the updated card and its new ETag');
+SELECT is(test.get_card('p1'), test.doc('v2'), 'get_card answers the updated card and its new ETag');
 SELECT throws_ok(
-    pg_temp.update_sql('p1', '"1"', '{"title": "Lost update"}'),
+    test.update_card_sql('p1', '"1"', '{"title": "Lost update"}'),
     'CKPFL',
     'The card has changed since it was read; read it again and retry.',
     'the ETag read before a change is stale after it'
 );
 
 SELECT is(
-    pg_temp.patch('p1', '*', '{"content": {"tone": "crisp"}}') -> 'card' ->> 'content_hash',
-    pg_temp.batch_hash('{"kind": "brand", "title": "New voice", "content": {"tone": "crisp"}}'),
+    test.patch_card('p1', '*', '{"content": {"tone": "crisp"}}') -> 'card' ->> 'content_hash',
+    test.batch_hash('{"kind": "brand", "title": "New voice", "content": {"tone": "crisp"}}'),
     'If-Match * matches the live card; a content change re-hashes'
 );
-SELECT is(pg_temp.get('p1') ->> 'etag', '"3"', 'and bumps the version');
+SELECT is(test.get_card('p1') ->> 'etag', '"3"', 'and bumps the version');
 SELECT is(
-    pg_temp.patch('p1', '"9", "3"', '{"kind": "voice"}') -> 'card' ->> 'content_hash',
-    pg_temp.batch_hash('{"kind": "voice", "title": "New voice", "content": {"tone": "crisp"}}'),
+    test.patch_card('p1', '"9", "3"', '{"kind": "voice"}') -> 'card' ->> 'content_hash',
+    test.batch_hash('{"kind": "voice", "title": "New voice", "content": {"tone": "crisp"}}'),
     'If-Match may list several ETags, any one matching; a kind change re-hashes'
 );
-SELECT test.remember('v4', pg_temp.get('p1')::text);
+SELECT test.remember('v4', test.get_card('p1')::text);
 
 SELECT is(
-    pg_temp.patch('p1', '"4"', '{"tags": ["voice"]}') -> 'card' -> 'tags',
+    test.patch_card('p1', '"4"', '{"tags": ["voice"]}') -> 'card' -> 'tags',
     '["voice"]',
     'a tags change replaces the tags'
 );
 SELECT is(
-    pg_temp.get('p1') -> 'card' ->> 'content_hash',
+    test.get_card('p1') -> 'card' ->> 'content_hash',
     test.doc('v4') -> 'card' ->> 'content_hash',
     'and keeps the content_hash'
 );
 SELECT is(
-    pg_temp.patch('p1', '"5"', '{"metadata": {"reviewed": true}}') -> 'card' -> 'metadata',
+    test.patch_card('p1', '"5"', '{"metadata": {"reviewed": true}}') -> 'card' -> 'metadata',
     '{"reviewed": true}',
     'a metadata change replaces the whole object, it does not merge into it'
 );
 SELECT is(
-    jsonb_build_array(pg_temp.get('p1') ->> 'etag', pg_temp.get('p1') -> 'card' ->> 'content_hash'),
+    jsonb_build_array(test.get_card('p1') ->> 'etag', test.get_card('p1') -> 'card' ->> 'content_hash'),
     jsonb_build_array('"6"', test.doc('v4') -> 'card' ->> 'content_hash'),
     'and bumps the version but keeps the content_hash'
 );
@@ -228,22 +185,22 @@ RESET ROLE;
 UPDATE cards.cards SET updated_at = '2024-02-03 04:05:06+00'
 WHERE card_id = test.id('p1');
 SET LOCAL ROLE cards_gateway;
-SELECT test.remember('p1_v6', pg_temp.stored('p1')::text);
+SELECT test.remember('p1_v6', test.stored_card('p1')::text);
 
 SELECT is(
-    pg_temp.patch('p1', '"6"', '{}'),
-    pg_temp.get('p1'),
+    test.patch_card('p1', '"6"', '{}'),
+    test.get_card('p1'),
     'an empty patch answers the card as it is'
 );
 SELECT is(
-    pg_temp.patch(
+    test.patch_card(
         'p1', '*', '{"title": "New voice", "kind": "voice", "content": {"tone": "crisp"}, "tags": ["voice"]}'
     ) ->> 'etag',
     '"6"',
     'a patch that repeats the current values answers the same ETag'
 );
 SELECT is(
-    pg_temp.stored('p1'), test.doc('p1_v6'), 'a patch that changes nothing writes nothing, updated_at included'
+    test.stored_card('p1'), test.doc('p1_v6'), 'a patch that changes nothing writes nothing, updated_at included'
 );
 
 -- ---------------------------------------------------------------------------------
@@ -251,78 +208,78 @@ SELECT is(
 -- ---------------------------------------------------------------------------------
 
 SELECT throws_ok(
-    pg_temp.update_sql('p1', '*', '{"kind": "note", "title": "Taken", "content": "taken"}'),
+    test.update_card_sql('p1', '*', '{"kind": "note", "title": "Taken", "content": "taken"}'),
     'CKDUP',
     'Another live card already has this kind, title and content.',
     'a change that would duplicate another live card is refused'
 );
 SELECT throws_ok(
-    pg_temp.update_sql('p2', '"1"', '{"kind": "voice", "title": "New voice", "content": {"tone": "crisp"}}'),
+    test.update_card_sql('p2', '"1"', '{"kind": "voice", "title": "New voice", "content": {"tone": "crisp"}}'),
     'CKDUP',
     'Another live card already has this kind, title and content.',
     'nor can the other card be changed into this one'
 );
 SELECT throws_ok(
-    pg_temp.update_sql('p1', '*', '{"title": ""}'),
+    test.update_card_sql('p1', '*', '{"title": ""}'),
     'CKVAL',
     'The request is invalid: 1 error(s), listed in "errors".',
     'a patch that makes the card invalid is a validation error'
 );
 SELECT is(
-    test.error_detail(pg_temp.update_sql('p1', '*', '{"title": ""}')),
+    test.error_detail(test.update_card_sql('p1', '*', '{"title": ""}')),
     '[{"field": "title", "message": "must be 1 to 500 characters"}]',
     'the error names the field and the rule, with no index'
 );
 SELECT is(
-    test.error_detail(pg_temp.update_sql('p1', '*', '{"title": null}')),
+    test.error_detail(test.update_card_sql('p1', '*', '{"title": null}')),
     '[{"field": "title", "message": "must be a string"}]',
     'a null title is refused: a patch cannot remove a required field'
 );
 SELECT is(
-    test.error_detail(pg_temp.update_sql('p1', '*', '{"content": null}')),
+    test.error_detail(test.update_card_sql('p1', '*', '{"content": null}')),
     '[{"field": "content", "message": "must not be null"}]',
     'null content is refused'
 );
 SELECT is(
-    test.error_detail(pg_temp.update_sql('p1', '*', '{"kind": "Brand Voice"}')),
+    test.error_detail(test.update_card_sql('p1', '*', '{"kind": "Brand Voice"}')),
     '[{"field": "kind", "message": "must be 1 to 64 characters of a-z, 0-9, \"_\", \".\" and \"-\""}]',
     'an invalid kind is refused'
 );
 SELECT is(
-    test.error_detail(pg_temp.update_sql('p1', '*', '{"tags": ["x", "y", "x"]}')),
+    test.error_detail(test.update_card_sql('p1', '*', '{"tags": ["x", "y", "x"]}')),
     '[{"field": "tags", "message": "must not repeat a tag: \"x\""}]',
     'a repeated tag is refused, naming it'
 );
 SELECT is(
-    test.error_detail(pg_temp.update_sql('p1', '*', '{"metadata": null}')),
+    test.error_detail(test.update_card_sql('p1', '*', '{"metadata": null}')),
     '[{"field": "metadata", "message": "must be a JSON object"}]',
     'null metadata is refused'
 );
 SELECT is(
-    test.error_detail(pg_temp.update_sql('p1', '*', '{"id": "x", "title": ""}')),
+    test.error_detail(test.update_card_sql('p1', '*', '{"id": "x", "title": ""}')),
     '[{"field": "id", "message": "is not a known field"},
       {"field": "title", "message": "must be 1 to 500 characters"}]',
     'an unknown field is refused, together with every other error'
 );
 SELECT is(
-    test.error_detail(pg_temp.update_sql('p1', '*', '["title"]')),
+    test.error_detail(test.update_card_sql('p1', '*', '["title"]')),
     '[{"field": "(body)", "message": "must be a JSON object"}]',
     'a body that is not an object is refused'
 );
 SELECT is(
-    test.error_detail(pg_temp.update_sql('p1', '*', '{"content": {"a": ["x\u0000"]}, "title": "t\u0000"}')),
+    test.error_detail(test.update_card_sql('p1', '*', '{"content": {"a": ["x\u0000"]}, "title": "t\u0000"}')),
     '[{"field": "content", "message": "must not contain NUL (\\u0000)"},
       {"field": "title", "message": "must not contain NUL (\\u0000)"}]',
     'a NUL escape anywhere in a field is a validation error naming the field, not a server error'
 );
 SELECT throws_ok(
-    pg_temp.update_sql('p1', '*', '{"title": "t"'),
+    test.update_card_sql('p1', '*', '{"title": "t"'),
     'CKJSN',
     'The request body is not valid JSON.',
     'a malformed body is malformed JSON'
 );
 SELECT throws_ok(
-    pg_temp.update_sql('p1', '*', NULL),
+    test.update_card_sql('p1', '*', NULL),
     'CKJSN',
     'The request body is not valid JSON.',
     'an empty body is malformed JSON'
@@ -334,20 +291,20 @@ SELECT throws_ok(
     'a body that is not UTF-8 is refused as such'
 );
 SELECT throws_ok(
-    pg_temp.update_sql('unknown', '*', '{"title": "t"}'),
+    test.update_card_sql('unknown', '*', '{"title": "t"}'),
     'CKNFD',
     'No such card.',
     'an update of an unknown card is not found'
 );
 SELECT throws_ok(
-    pg_temp.update_sql('not-a-uuid', '*', '{"title": "t"}'),
+    test.update_card_sql('not-a-uuid', '*', '{"title": "t"}'),
     'CKNFD',
     'No such card.',
     'an update of a malformed id is not found'
 );
-SELECT is(pg_temp.stored('p1'), test.doc('p1_v6'), 'no refused update wrote anything to the card');
+SELECT is(test.stored_card('p1'), test.doc('p1_v6'), 'no refused update wrote anything to the card');
 SELECT is(
-    (pg_temp.stored('p2') ->> 'version')::integer, 1, 'nor to the card it would have duplicated'
+    (test.stored_card('p2') ->> 'version')::integer, 1, 'nor to the card it would have duplicated'
 );
 
 RESET ROLE;
@@ -357,19 +314,19 @@ RESET ROLE;
 -- ---------------------------------------------------------------------------------
 
 SET LOCAL ROLE cards_gateway;
-SELECT test.remember('p2_before_b', pg_temp.stored('p2')::text);
+SELECT test.remember('p2_before_b', test.stored_card('p2')::text);
 
 SELECT throws_ok(
-    pg_temp.get_sql('p1', 'tenant_b'), 'CKNFD', 'No such card.', 'tenant B cannot read tenant A''s card'
+    test.get_card_sql('p1', 'tenant_b'), 'CKNFD', 'No such card.', 'tenant B cannot read tenant A''s card'
 );
 SELECT throws_ok(
-    pg_temp.update_sql('p2', '*', '{"title": "Mine now"}', 'tenant_b'),
+    test.update_card_sql('p2', '*', '{"title": "Mine now"}', 'tenant_b'),
     'CKNFD',
     'No such card.',
     'nor update it, even with If-Match *'
 );
 SELECT is(
-    (SELECT g.etag FROM cards.get_card(test.id('tenant_b'), pg_temp.ref('b1')) AS g),
+    (SELECT g.etag FROM cards.get_card(test.id('tenant_b'), test.card_ref('b1')) AS g),
     '"1"',
     'tenant B reads its own card'
 );
@@ -382,7 +339,7 @@ RESET ROLE;
 
 SET LOCAL ROLE cards_admin;
 
-SELECT is(pg_temp.get('p1'), pg_temp.patch('p1', '"6"', '{}'), 'a trusted job gets the same answers');
+SELECT is(test.get_card('p1'), test.patch_card('p1', '"6"', '{}'), 'a trusted job gets the same answers');
 
 RESET ROLE;
 
@@ -390,7 +347,7 @@ RESET ROLE;
 -- Persona: superuser — what tenant B's calls wrote
 -- ---------------------------------------------------------------------------------
 
-SELECT is(pg_temp.stored('p2'), test.doc('p2_before_b'), 'tenant B''s update left tenant A''s card as it was');
+SELECT is(test.stored_card('p2'), test.doc('p2_before_b'), 'tenant B''s update left tenant A''s card as it was');
 
 -- ---------------------------------------------------------------------------------
 -- Persona: a suspended tenant
@@ -400,10 +357,10 @@ SELECT cards.set_tenant_active(test.id('tenant_a'), FALSE);
 SET LOCAL ROLE cards_gateway;
 
 SELECT throws_ok(
-    pg_temp.get_sql('p1'), 'CKFBD', 'The tenant is unknown or suspended.', 'a suspended tenant cannot get_card'
+    test.get_card_sql('p1'), 'CKFBD', 'The tenant is unknown or suspended.', 'a suspended tenant cannot get_card'
 );
 SELECT throws_ok(
-    pg_temp.update_sql('p1', '*', 'not json'),
+    test.update_card_sql('p1', '*', 'not json'),
     'CKFBD',
     'The tenant is unknown or suspended.',
     'nor update_card, whatever it sends'

@@ -8,66 +8,27 @@ BEGIN;
 SELECT plan(36);
 
 -- Test-only helpers, rolled back with the transaction.
--- A card id as the gateway passes it (path text): a fixture's id, or the text itself.
-CREATE FUNCTION pg_temp.ref(p_card text) RETURNS text
-LANGUAGE sql STABLE AS $$ SELECT coalesce(current_setting('tap.' || p_card, TRUE), p_card) $$;
--- The statements tenant A's gateway runs on a card; the body is sent as its UTF-8 bytes.
-CREATE FUNCTION pg_temp.get_sql(p_card text, p_tenant text DEFAULT 'tenant_a') RETURNS text
-LANGUAGE sql STABLE AS $$
-    SELECT format('SELECT * FROM cards.get_card(%L, %L)', current_setting('tap.' || p_tenant), pg_temp.ref(p_card))
-$$;
-CREATE FUNCTION pg_temp.update_sql(
-    p_card text, p_if_match text, p_body text, p_tenant text DEFAULT 'tenant_a'
-) RETURNS text
-LANGUAGE sql STABLE AS $$
-    SELECT format(
-        $f$SELECT * FROM cards.update_card(%L, %L, %L, convert_to(%L, 'UTF8'))$f$,
-        current_setting('tap.' || p_tenant), pg_temp.ref(p_card), p_if_match, p_body
-    )
-$$;
+-- The statements tenant A's gateway runs on a card.
 CREATE FUNCTION pg_temp.delete_sql(p_card text, p_tenant text DEFAULT 'tenant_a') RETURNS text
 LANGUAGE sql STABLE AS $$
-    SELECT format('SELECT cards.delete_card(%L, %L)', current_setting('tap.' || p_tenant), pg_temp.ref(p_card))
+    SELECT format('SELECT cards.delete_card(%L, %L)', current_setting('tap.' || p_tenant), test.card_ref(p_card))
 $$;
 CREATE FUNCTION pg_temp.restore_sql(p_card text, p_tenant text DEFAULT 'tenant_a') RETURNS text
 LANGUAGE sql STABLE AS $$
     SELECT format(
-        'SELECT * FROM cards.restore_card(%L, %L)', current_setting('tap.' || p_tenant), pg_temp.ref(p_card)
+        'SELECT * FROM cards.restore_card(%L, %L)', current_setting('tap.' || p_tenant), test.card_ref(p_card)
     )
 $$;
 -- Tenant A's answers, as {"card": …, "etag": …}.
-CREATE FUNCTION pg_temp.get(p_card text) RETURNS jsonb
-LANGUAGE sql AS $$
-    SELECT to_jsonb(g) FROM cards.get_card(current_setting('tap.tenant_a')::uuid, pg_temp.ref(p_card)) AS g
-$$;
-CREATE FUNCTION pg_temp.patch(p_card text, p_if_match text, p_body text) RETURNS jsonb
-LANGUAGE sql AS $$
-    SELECT to_jsonb(u) FROM cards.update_card(
-        current_setting('tap.tenant_a')::uuid, pg_temp.ref(p_card), p_if_match, convert_to(p_body, 'UTF8')
-    ) AS u
-$$;
 CREATE FUNCTION pg_temp.restore(p_card text) RETURNS jsonb
 LANGUAGE sql AS $$
-    SELECT to_jsonb(r) FROM cards.restore_card(current_setting('tap.tenant_a')::uuid, pg_temp.ref(p_card)) AS r
+    SELECT to_jsonb(r) FROM cards.restore_card(current_setting('tap.tenant_a')::uuid, test.card_ref(p_card)) AS r
 $$;
 -- The ids tenant A's unfiltered listing answers (the fixtures are few: one page).
 CREATE FUNCTION pg_temp.listed() RETURNS text[]
 LANGUAGE sql AS $$
     SELECT coalesce(array_agg(c.card ->> 'id'), '{}')
     FROM json_array_elements(cards.list_cards(current_setting('tap.tenant_a')::uuid) -> 'cards') AS c (card)
-$$;
--- The content_hash batch_create gives a card, computed in a scratch tenant: what a
--- re-hashed card must carry.
-CREATE FUNCTION pg_temp.batch_hash(p_card jsonb) RETURNS text
-LANGUAGE sql AS $$
-    SELECT b.response -> 'cards' -> 0 ->> 'content_hash'
-    FROM cards.batch_create(current_setting('tap.tenant_z')::uuid, jsonb_build_array(p_card)) AS b
-$$;
--- A card's stored row, read as the superuser running the suite, whom row-level security
--- does not restrict (SECURITY DEFINER: whoever calls it).
-CREATE FUNCTION pg_temp.stored(p_card text) RETURNS jsonb
-LANGUAGE sql SECURITY DEFINER AS $$
-    SELECT to_jsonb(c) FROM cards.cards AS c WHERE c.card_id = pg_temp.ref(p_card)::uuid
 $$;
 
 SELECT test.remember('tenant_a', cards.create_tenant('Tenant A')::text);
@@ -99,19 +60,17 @@ SET LOCAL ROLE cards_gateway;
 
 SELECT lives_ok(pg_temp.delete_sql('d1'), 'a live card can be deleted');
 SELECT is(
-    jsonb_build_array(
-        pg_temp.stored('d1') -> 'version', pg_temp.stored('d1') -> 'deleted_at', pg_temp.stored('d1') -> 'updated_at'
-    ),
+    (SELECT jsonb_build_array(s -> 'version', s -> 'deleted_at', s -> 'updated_at') FROM test.stored_card('d1') AS s),
     jsonb_build_array(2, now(), now()),
     'a delete is soft: the row stays, marked deleted, with the next version'
 );
-SELECT throws_ok(pg_temp.get_sql('d1'), 'CKNFD', 'No such card.', 'a deleted card is not found by get_card');
+SELECT throws_ok(test.get_card_sql('d1'), 'CKNFD', 'No such card.', 'a deleted card is not found by get_card');
 SELECT is(
     cards.retrieve(test.id('tenant_a'), ARRAY[test.id('d1')])::jsonb -> 'missing',
     jsonb_build_array(test.id('d1')),
     'retrieve lists a deleted card as missing'
 );
-SELECT ok(NOT pg_temp.listed() @> ARRAY[pg_temp.ref('d1')], 'a deleted card leaves the listing');
+SELECT ok(NOT pg_temp.listed() @> ARRAY[test.card_ref('d1')], 'a deleted card leaves the listing');
 SELECT throws_ok(
     format($$SELECT cards.track_usage(%L, %L, 'wf', 'run-2')$$, test.id('tenant_a'), test.id('d1')),
     'CKNFD',
@@ -125,13 +84,13 @@ SELECT throws_ok(
     'nor its usage history read'
 );
 SELECT throws_ok(
-    pg_temp.update_sql('d1', '*', '{"title": "t"}'),
+    test.update_card_sql('d1', '*', '{"title": "t"}'),
     'CKNFD',
     'No such card.',
     'a deleted card cannot be updated'
 );
 SELECT throws_ok(pg_temp.delete_sql('d1'), 'CKNFD', 'No such card.', 'deleting a card twice: the second is not found');
-SELECT is((pg_temp.stored('d1') ->> 'version')::integer, 2, 'and does not bump the version');
+SELECT is((test.stored_card('d1') ->> 'version')::integer, 2, 'and does not bump the version');
 SELECT throws_ok(pg_temp.delete_sql('unknown'), 'CKNFD', 'No such card.', 'deleting an unknown card is not found');
 SELECT throws_ok(pg_temp.delete_sql('not-a-uuid'), 'CKNFD', 'No such card.', 'deleting a malformed id is not found');
 
@@ -144,14 +103,14 @@ SELECT is(
 );
 SELECT isnt(
     test.doc('again') -> 'cards' -> 0 ->> 'id',
-    pg_temp.ref('d1'),
+    test.card_ref('d1'),
     'a new card, not the deleted one'
 );
 SELECT test.remember('d1_again', test.doc('again') -> 'cards' -> 0 ->> 'id');
 
 SELECT lives_ok(pg_temp.delete_sql('d2'), 'another card is deleted');
 SELECT is(
-    pg_temp.patch('d3', '"1"', '{"title": "Archived", "content": "archived"}') ->> 'etag',
+    test.patch_card('d3', '"1"', '{"title": "Archived", "content": "archived"}') ->> 'etag',
     '"2"',
     'a deleted card does not block an update to its kind, title and content'
 );
@@ -160,7 +119,7 @@ SELECT is(
 -- Persona: tenant A — restore_card
 -- ---------------------------------------------------------------------------------
 
-SELECT test.remember('d1_deleted', pg_temp.stored('d1')::text);
+SELECT test.remember('d1_deleted', test.stored_card('d1')::text);
 SELECT throws_ok(
     pg_temp.restore_sql('d1'),
     'CKDUP',
@@ -173,7 +132,7 @@ SELECT throws_ok(
     'A live card with the same kind, title and content exists; it cannot be restored.',
     'nor when a live card was updated to its content'
 );
-SELECT is(pg_temp.stored('d1'), test.doc('d1_deleted'), 'a refused restore writes nothing');
+SELECT is(test.stored_card('d1'), test.doc('d1_deleted'), 'a refused restore writes nothing');
 
 SELECT lives_ok(pg_temp.delete_sql('d1_again'), 'the live duplicate is deleted');
 SELECT test.remember('restored', pg_temp.restore('d1')::text);
@@ -182,14 +141,14 @@ SELECT is(
     (test.doc('restored') -> 'card') - 'updated_at',
     jsonb_build_object(
         'id', test.id('d1'), 'kind', 'note', 'title', 'Retired', 'content', 'retired', 'tags', '[]'::jsonb,
-        'metadata', '{}'::jsonb, 'content_hash', pg_temp.batch_hash('{"title": "Retired", "content": "retired"}'),
+        'metadata', '{}'::jsonb, 'content_hash', test.batch_hash('{"title": "Retired", "content": "retired"}'),
         'usage_count', 1, 'created_at', '2024-01-02T03:04:05.000006Z', 'last_used_at', current_setting('tap.now')
     ),
     'the restored card is the card as it was, its usage included'
 );
-SELECT is(pg_temp.stored('d1') -> 'deleted_at', 'null', 'it is no longer marked deleted');
-SELECT is(pg_temp.get('d1'), test.doc('restored'), 'get_card finds it again');
-SELECT ok(pg_temp.listed() @> ARRAY[pg_temp.ref('d1')], 'it is listed again');
+SELECT is(test.stored_card('d1') -> 'deleted_at', 'null', 'it is no longer marked deleted');
+SELECT is(test.get_card('d1'), test.doc('restored'), 'get_card finds it again');
+SELECT ok(pg_temp.listed() @> ARRAY[test.card_ref('d1')], 'it is listed again');
 SELECT is(
     cards.track_usage(test.id('tenant_a'), test.id('d1'), 'wf', 'run-2')::jsonb -> 'usage_count',
     '2',
@@ -200,7 +159,7 @@ SELECT is(
     '"3"',
     'restoring a live card answers it unchanged'
 );
-SELECT is((pg_temp.stored('d1') ->> 'version')::integer, 3, 'without a new version');
+SELECT is((test.stored_card('d1') ->> 'version')::integer, 3, 'without a new version');
 SELECT throws_ok(pg_temp.restore_sql('unknown'), 'CKNFD', 'No such card.', 'restoring an unknown card is not found');
 SELECT throws_ok(pg_temp.restore_sql('not-a-uuid'), 'CKNFD', 'No such card.', 'restoring a malformed id is not found');
 
@@ -211,7 +170,7 @@ RESET ROLE;
 -- ---------------------------------------------------------------------------------
 
 SET LOCAL ROLE cards_gateway;
-SELECT test.remember('kept_before_b', pg_temp.stored('kept')::text);
+SELECT test.remember('kept_before_b', test.stored_card('kept')::text);
 
 SELECT throws_ok(
     pg_temp.restore_sql('d2', 'tenant_b'), 'CKNFD', 'No such card.', 'tenant B cannot restore tenant A''s deleted card'
@@ -226,9 +185,9 @@ RESET ROLE;
 -- Persona: superuser — what tenant B's calls wrote
 -- ---------------------------------------------------------------------------------
 
-SELECT ok(pg_temp.stored('d2') ->> 'deleted_at' IS NOT NULL, 'tenant B''s restore left tenant A''s card deleted');
+SELECT ok(test.stored_card('d2') ->> 'deleted_at' IS NOT NULL, 'tenant B''s restore left tenant A''s card deleted');
 SELECT is(
-    pg_temp.stored('kept'), test.doc('kept_before_b'), 'and its delete left tenant A''s live card as it was'
+    test.stored_card('kept'), test.doc('kept_before_b'), 'and its delete left tenant A''s live card as it was'
 );
 
 -- ---------------------------------------------------------------------------------

@@ -130,4 +130,46 @@ LANGUAGE sql STABLE AS $$
     FROM jsonb_array_elements(p_page -> 'cards') WITH ORDINALITY AS c (card, ord)
 $$;
 
+-- (12_, 13_) A card id as the gateway passes it (path text): a fixture's id, or the text itself.
+CREATE FUNCTION test.card_ref(p_card text) RETURNS text
+LANGUAGE sql STABLE AS $$ SELECT coalesce(current_setting('tap.' || p_card, TRUE), p_card) $$;
+-- The statements tenant A's gateway runs on a card; the body is sent as its UTF-8 bytes.
+CREATE FUNCTION test.get_card_sql(p_card text, p_tenant text DEFAULT 'tenant_a') RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT format('SELECT * FROM cards.get_card(%L, %L)', current_setting('tap.' || p_tenant), test.card_ref(p_card))
+$$;
+CREATE FUNCTION test.update_card_sql(
+    p_card text, p_if_match text, p_body text, p_tenant text DEFAULT 'tenant_a'
+) RETURNS text
+LANGUAGE sql STABLE AS $$
+    SELECT format(
+        $f$SELECT * FROM cards.update_card(%L, %L, %L, convert_to(%L, 'UTF8'))$f$,
+        current_setting('tap.' || p_tenant), test.card_ref(p_card), p_if_match, p_body
+    )
+$$;
+-- Tenant A's answers, as {"card": …, "etag": …}.
+CREATE FUNCTION test.get_card(p_card text) RETURNS jsonb
+LANGUAGE sql AS $$
+    SELECT to_jsonb(g) FROM cards.get_card(current_setting('tap.tenant_a')::uuid, test.card_ref(p_card)) AS g
+$$;
+CREATE FUNCTION test.patch_card(p_card text, p_if_match text, p_body text) RETURNS jsonb
+LANGUAGE sql AS $$
+    SELECT to_jsonb(u) FROM cards.update_card(
+        current_setting('tap.tenant_a')::uuid, test.card_ref(p_card), p_if_match, convert_to(p_body, 'UTF8')
+    ) AS u
+$$;
+-- The content_hash batch_create gives a card, computed in a scratch tenant: what a
+-- re-hashed card must carry.
+CREATE FUNCTION test.batch_hash(p_card jsonb) RETURNS text
+LANGUAGE sql AS $$
+    SELECT b.response -> 'cards' -> 0 ->> 'content_hash'
+    FROM cards.batch_create(current_setting('tap.tenant_z')::uuid, jsonb_build_array(p_card)) AS b
+$$;
+-- A card's stored row, read as the superuser running the suite, whom row-level security
+-- does not restrict (SECURITY DEFINER: whoever calls it).
+CREATE FUNCTION test.stored_card(p_card text) RETURNS jsonb
+LANGUAGE sql SECURITY DEFINER AS $$
+    SELECT to_jsonb(c) FROM cards.cards AS c WHERE c.card_id = test.card_ref(p_card)::uuid
+$$;
+
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA test TO public;
