@@ -83,7 +83,10 @@ async def _args(conn: asyncpg.Connection, op: str) -> tuple:
         return tenant, f'{{"n": {random.randint(1, per_tenant)}}}'
     content = (BENCH / "payloads" / "content-1k.json").read_text().strip()
     token = uuid.uuid4().hex
-    cards = ", ".join(f'{{"title": "explain {token} {i}", "content": {content}}}' for i in range(100))
+    cards = ", ".join(
+        f'{{"title": "explain {token} {i}", "tags": ["bench", "batch", "{topic(i)}"], "content": {content}}}'
+        for i in range(100)
+    )
     return tenant, f'{{"cards": [{cards}]}}'.encode(), f"explain-{token}"
 
 

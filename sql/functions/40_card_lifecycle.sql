@@ -167,6 +167,8 @@ DECLARE
     v_more boolean;
     v_last_at timestamptz;
     v_last_id uuid;
+    v_tag text;
+    v_order text;
 BEGIN
     PERFORM cards._enter_tenant(p_tenant_id);
     IF p_kind !~ '^[a-z0-9_.-]{1,64}$' THEN
@@ -212,15 +214,47 @@ BEGIN
         v_after_id := (v_position ->> 1)::uuid;
     END IF;
 
+    -- A tag listing walks cards.card_tags newest first from one of its tags, the
+    -- tenant's rarest (counted up to 1000 rows each); the card must carry the others.
+    IF cardinality(p_tags) > 0 THEN
+        v_tag := (
+            SELECT t.tag
+            FROM unnest(p_tags) AS t (tag)
+            ORDER BY
+                (
+                    SELECT count(*) FROM (
+                        SELECT FROM cards.card_tags AS x
+                        WHERE x.tenant_id = p_tenant_id AND x.tag = t.tag
+                        LIMIT 1000
+                    ) AS s
+                ),
+                t.tag
+            LIMIT 1
+        );
+    END IF;
+    v_order := CASE WHEN v_tag IS NOT NULL THEN 't' ELSE 'c' END;
+
     -- Only the filters given are in the statement, so each combination is planned on its
     -- own (and served by its index); values travel only as parameters.
-    v_sql := 'SELECT c FROM cards.cards AS c WHERE c.tenant_id = $1 AND c.deleted_at IS NULL'
+    v_sql := 'SELECT c FROM '
+        || CASE
+            WHEN v_tag IS NOT NULL THEN
+                'cards.card_tags AS t INNER JOIN cards.cards AS c ON c.tenant_id = t.tenant_id'
+                || ' AND c.card_id = t.card_id AND c.created_at = t.created_at'
+                || ' WHERE t.tenant_id = $1 AND t.tag = $10 AND '
+            ELSE 'cards.cards AS c WHERE '
+        END
+        || 'c.tenant_id = $1 AND c.deleted_at IS NULL'
         || CASE WHEN p_kind IS NOT NULL THEN ' AND c.kind = $2' ELSE '' END
-        || CASE WHEN p_tags IS NOT NULL THEN ' AND c.tags @> $3' ELSE '' END
+        || CASE WHEN cardinality(p_tags) > 1 THEN ' AND c.tags @> $3' ELSE '' END
         || CASE WHEN v_contains IS NOT NULL THEN ' AND c.metadata @> $4' ELSE '' END
         || CASE WHEN v_query IS NOT NULL THEN ' AND c.search @@ $5' ELSE '' END
-        || CASE WHEN v_position IS NOT NULL THEN ' AND (c.created_at, c.card_id) < ($6, $7)' ELSE '' END
-        || ' ORDER BY c.created_at DESC, c.card_id DESC LIMIT $8';
+        || CASE
+            WHEN v_position IS NOT NULL
+                THEN format(' AND (%1$s.created_at, %1$s.card_id) < ($6, $7)', v_order)
+            ELSE ''
+        END
+        || format(' ORDER BY %1$s.created_at DESC, %1$s.card_id DESC LIMIT $8', v_order);
     EXECUTE format(
         $q$
         SELECT
@@ -239,7 +273,8 @@ BEGIN
         v_sql
     )
     INTO v_cards, v_more, v_last_at, v_last_id
-    USING p_tenant_id, p_kind, p_tags, v_contains, v_query, v_after_at, v_after_id, v_limit + 1, v_limit;
+    USING
+        p_tenant_id, p_kind, p_tags, v_contains, v_query, v_after_at, v_after_id, v_limit + 1, v_limit, v_tag;
 
     RETURN json_build_object(
         'cards', v_cards,

@@ -29,6 +29,13 @@ CREATE POLICY cards_tenant_isolation ON cards.cards
 USING (tenant_id = cards.current_tenant_id())
 WITH CHECK (tenant_id = cards.current_tenant_id());
 
+ALTER TABLE cards.card_tags ENABLE ROW LEVEL SECURITY;
+ALTER TABLE cards.card_tags FORCE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS card_tags_tenant_isolation ON cards.card_tags;
+CREATE POLICY card_tags_tenant_isolation ON cards.card_tags
+USING (tenant_id = cards.current_tenant_id())
+WITH CHECK (tenant_id = cards.current_tenant_id());
+
 ALTER TABLE cards.card_usage ENABLE ROW LEVEL SECURITY;
 ALTER TABLE cards.card_usage FORCE ROW LEVEL SECURITY;
 DROP POLICY IF EXISTS card_usage_tenant_isolation ON cards.card_usage;

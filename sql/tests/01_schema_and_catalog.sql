@@ -11,8 +11,8 @@ SELECT plan(21);
 
 SELECT tables_are(
     'cards',
-    ARRAY['tenants', 'api_keys', 'cards', 'card_usage', 'card_usage_counters', 'idempotency_keys'],
-    'schema cards holds exactly the six tables of the design'
+    ARRAY['tenants', 'api_keys', 'cards', 'card_tags', 'card_usage', 'card_usage_counters', 'idempotency_keys'],
+    'schema cards holds exactly the seven tables of the design'
 );
 
 SELECT is_empty(
@@ -213,7 +213,7 @@ SELECT is_empty(
         SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc AS p
         WHERE
             p.pronamespace = 'cards'::regnamespace AND p.provolatile = 'i'
-            AND p.prosrc ~ '\mcards\.(tenants|api_keys|cards|card_usage|card_usage_counters|idempotency_keys)\M'
+            AND p.prosrc ~ '\mcards\.(tenants|api_keys|cards|card_tags|card_usage|card_usage_counters|idempotency_keys)\M'
     $$,
     'no IMMUTABLE function reads a table'
 );

@@ -341,9 +341,9 @@ SELECT test.remember('tenant_b', cards.create_tenant('Tenant B')::text);
 SELECT cards.create_api_key(test.id('tenant_a'), 'key of A');
 SELECT cards.create_api_key(test.id('tenant_b'), 'key of B');
 SELECT test.remember('card_a', b.response -> 'cards' -> 0 ->> 'id')
-FROM cards.batch_create(test.id('tenant_a'), '[{"title": "A", "content": "a"}]', 'key-1') AS b;
+FROM cards.batch_create(test.id('tenant_a'), '[{"title": "A", "content": "a", "tags": ["t"]}]', 'key-1') AS b;
 SELECT test.remember('card_b', b.response -> 'cards' -> 0 ->> 'id')
-FROM cards.batch_create(test.id('tenant_b'), '[{"title": "B", "content": "b"}]', 'key-1') AS b;
+FROM cards.batch_create(test.id('tenant_b'), '[{"title": "B", "content": "b", "tags": ["t"]}]', 'key-1') AS b;
 SELECT cards.track_usage(test.id('tenant_a'), test.id('card_a'), 'wf', 'run-1');
 SELECT cards.track_usage(test.id('tenant_b'), test.id('card_b'), 'wf', 'run-1');
 
@@ -370,6 +370,11 @@ SELECT
     'cards' AS tbl,
     c.tenant_id
 FROM cards.cards AS c
+UNION ALL
+SELECT
+    'card_tags' AS tbl,
+    g.tenant_id
+FROM cards.card_tags AS g
 UNION ALL
 SELECT
     'card_usage' AS tbl,
@@ -403,7 +408,7 @@ SELECT set_eq(
     $$
         SELECT t.tbl, current_setting('tap.tenant_a')::uuid
         FROM unnest(ARRAY[
-            'tenants', 'api_keys', 'cards', 'card_usage', 'card_usage_counters', 'idempotency_keys'
+            'tenants', 'api_keys', 'cards', 'card_tags', 'card_usage', 'card_usage_counters', 'idempotency_keys'
         ]) AS t (tbl)
     $$,
     'scoped to tenant A, the owner sees tenant A''s rows in every table and no other tenant''s'
