@@ -216,7 +216,9 @@ BEGIN
 
     -- A tag listing walks cards.card_tags newest first from one of its tags, the
     -- tenant's rarest (counted up to 1000 rows each); the card must carry the others.
-    IF cardinality(p_tags) > 0 THEN
+    IF cardinality(p_tags) = 1 THEN
+        v_tag := (SELECT t.tag FROM unnest(p_tags) AS t (tag));
+    ELSIF cardinality(p_tags) > 1 THEN
         v_tag := (
             SELECT t.tag
             FROM unnest(p_tags) AS t (tag)
