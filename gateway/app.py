@@ -30,7 +30,6 @@ METRICS = web.AppKey("metrics", Metrics)
 AUTH = web.AppKey("auth", Authenticator)
 SCHEMA_VERSION = web.AppKey("schema_version", int)
 
-TRACE_ID = web.RequestKey("trace_id", str)
 TENANT = web.RequestKey("tenant", str)
 LINGERING_S = 10.0  # aiohttp's default
 MAX_REQUEST_LINE_BYTES = 128 * 1024
@@ -99,11 +98,17 @@ async def track_usage(request: web.Request) -> web.Response:
     return _json(row["response"], 200)
 
 
-async def get_card(request: web.Request) -> web.Response:
+async def _on_one_card(request: web.Request, sql: str) -> asyncpg.Record:
+    """`sql(tenant, card id)` for a route on one card that takes nothing else: it defines no query
+    parameter, so any is a 422."""
     tenant = await _tenant(request)
     card_id = _card_id(request)
-    _query(request)  # the route defines none: any query parameter is a 422
-    return _card(await request.app[DB].fetchrow(GET_CARD, tenant, card_id))
+    _query(request)
+    return await request.app[DB].fetchrow(sql, tenant, card_id)
+
+
+async def get_card(request: web.Request) -> web.Response:
+    return _card(await _on_one_card(request, GET_CARD))
 
 
 async def list_cards(request: web.Request) -> web.Response:
@@ -124,18 +129,12 @@ async def update_card(request: web.Request) -> web.Response:
 
 
 async def delete_card(request: web.Request) -> web.Response:
-    tenant = await _tenant(request)
-    card_id = _card_id(request)
-    _query(request)  # the route defines none: any query parameter is a 422
-    await request.app[DB].fetchrow(DELETE_CARD, tenant, card_id)
+    await _on_one_card(request, DELETE_CARD)
     return web.Response(status=204)
 
 
 async def restore_card(request: web.Request) -> web.Response:
-    tenant = await _tenant(request)
-    card_id = _card_id(request)
-    _query(request)  # the route defines none: any query parameter is a 422
-    return _card(await request.app[DB].fetchrow(RESTORE_CARD, tenant, card_id))
+    return _card(await _on_one_card(request, RESTORE_CARD))
 
 
 async def usage_history(request: web.Request) -> web.Response:
@@ -221,9 +220,10 @@ async def _json_body(request: web.Request) -> bytes:
     """The raw body, refused early when it is not JSON or is over the limit; SQL parses it."""
     if request.content_type != _JSON or (request.charset or "utf-8").lower() != "utf-8":
         raise Problem("unsupported-media-type", f"send the body as {_JSON} (UTF-8)")
-    limit = request.app[CONFIG].max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise Problem("payload-too-large", f"the request body is over {limit} bytes")
+    if _declared_over_limit(request):
+        raise Problem(
+            "payload-too-large", f"the request body is over {request.app[CONFIG].max_body_bytes} bytes"
+        )
     seconds = request.app[CONFIG].body_timeout_s
     try:
         async with asyncio.timeout(seconds):  # a slow client does not keep its request open for ever
@@ -232,11 +232,15 @@ async def _json_body(request: web.Request) -> bytes:
         raise Problem("request-timeout", f"the request body did not arrive within {seconds:g} s") from None
 
 
+def _declared_over_limit(request: web.Request) -> bool:
+    """Whether the request's Content-Length is over the body limit (checked before reading)."""
+    return request.content_length is not None and request.content_length > request.app[CONFIG].max_body_bytes
+
+
 async def _continue_if_within_limit(request: web.Request) -> None:
     """`Expect: 100-continue`: invite the body only when its declared size is within the limit;
     otherwise send nothing here, and the handler answers 413 without reading it."""
-    limit = request.app[CONFIG].max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
+    if _declared_over_limit(request):
         return
     if request.version >= (1, 1) and request.headers.get("Expect", "").lower() == "100-continue":
         await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
@@ -313,7 +317,6 @@ async def observe(request: web.Request, handler) -> web.StreamResponse:
     trace_id = request.headers.get("X-Trace-ID", "")
     if not _TRACE_ID.fullmatch(trace_id):
         trace_id = uuid.uuid4().hex
-    request[TRACE_ID] = trace_id
     app_metrics = request.app[METRICS]
     try:
         response = await handler(request)
@@ -354,8 +357,7 @@ async def observe(request: web.Request, handler) -> web.StreamResponse:
 # --- the application ---
 
 
-def init_app(config: Config | None = None) -> web.Application:
-    config = config or Config.from_env()
+def init_app(config: Config) -> web.Application:
     app = web.Application(
         middlewares=[observe],
         client_max_size=config.max_body_bytes,

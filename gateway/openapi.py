@@ -8,7 +8,7 @@ import html
 import orjson
 
 from . import __version__
-from .errors import PROBLEMS, RETRYABLE
+from .errors import PROBLEMS, Problem
 
 
 def _ref(kind: str, name: str) -> dict:
@@ -404,10 +404,8 @@ def _problems(*slugs: str) -> dict:
             },
         )
         response["description"] += f"`{slug}`: {_WHEN[slug]} "
-        if slug in RETRYABLE:
-            response["headers"]["Retry-After"] = _ref("headers", "Retry-After")
-        if status == 401:
-            response["headers"]["WWW-Authenticate"] = _ref("headers", "WWW-Authenticate")
+        for header in Problem(slug, "").headers:  # what errors.Problem sends with this slug
+            response["headers"][header] = _ref("headers", header)
         example = {"type": f"/problems/{slug}", "title": title, "status": status, "detail": _WHEN[slug]}
         example["trace_id"] = "4bf92f3577b34da6a3ce929d0e0e4736"
         if slug == "validation-error":
@@ -421,7 +419,6 @@ def _problems(*slugs: str) -> dict:
 def _ok(
     description: str,
     schema: str | None,
-    media: str = "application/json",
     links: dict | None = None,
     **headers,
 ) -> dict:
@@ -430,7 +427,7 @@ def _ok(
         "headers": {"X-Trace-ID": _ref("headers", "X-Trace-ID"), **headers},
     }
     if schema is not None:
-        response["content"] = {media: {"schema": _ref("schemas", schema)}}
+        response["content"] = {"application/json": {"schema": _ref("schemas", schema)}}
     if links:
         response["links"] = links
     return response
