@@ -25,17 +25,17 @@ class Target:
     database: str
     gw_port: int
     postmaster_pid: int
-    gateway_pid: int | None
+    gateway_pid: int
     work: Path
 
 
 # --- CPU accounting: % of one core, from /proc (2 cores = 200 %) ---
 
 
-def _proc_ticks(pid: int, with_children: bool = False) -> int:
+def proc_ticks(pid: int, with_children: bool = False) -> int:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except (FileNotFoundError, ProcessLookupError):
+    except OSError:  # gone
         return 0
     # After the ")" field 0 is state; utime, stime, cutime, cstime are fields 11..14.
     ticks = int(fields[11]) + int(fields[12])
@@ -44,32 +44,31 @@ def _proc_ticks(pid: int, with_children: bool = False) -> int:
     return ticks
 
 
-def _run_delay_ns(pid: int | None) -> int:
+def _run_delay_ns(pid: int) -> int:
     """Nanoseconds the process's main thread spent runnable but waiting for a CPU."""
-    if not pid:
-        return 0
     try:
         return int(Path(f"/proc/{pid}/schedstat").read_text().split()[1])
     except (FileNotFoundError, ProcessLookupError, IndexError):
         return 0
 
 
-def _postgres_ticks(postmaster: int) -> int:
+def postgres_ticks(postmaster: int) -> int:
     """The postmaster, its living children, and (via cutime) every child it has reaped."""
-    total = _proc_ticks(postmaster, with_children=True)
+    total = proc_ticks(postmaster, with_children=True)
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
         try:
             stat = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
-        except (FileNotFoundError, ProcessLookupError):
+        except OSError:  # gone
             continue
         if int(stat[1]) == postmaster:
             total += int(stat[11]) + int(stat[12])
     return total
 
 
-def _machine_ticks() -> tuple[int, int]:
+def machine_ticks() -> tuple[int, int]:
+    """(busy, all) CPU ticks of the whole machine since boot."""
     cpu = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
     values = [int(v) for v in cpu]
     idle = values[3] + values[4]
@@ -83,9 +82,9 @@ def wait_for_quiet(max_wait: float, threshold: float = 30.0) -> dict:
         return {"waited_s": 0.0, "other_busy_before": None}
     started = time.monotonic()
     while True:
-        b0, a0 = _machine_ticks()
+        b0, a0 = machine_ticks()
         time.sleep(1.0)
-        b1, a1 = _machine_ticks()
+        b1, a1 = machine_ticks()
         busy = 100 * (os.cpu_count() or 1) * (b1 - b0) / max(1, a1 - a0)
         waited = time.monotonic() - started
         if busy < threshold or waited >= max_wait:
@@ -100,23 +99,23 @@ class CpuMeter:
 
     def __enter__(self) -> CpuMeter:
         self.t0 = time.monotonic()
-        self.pg0 = _postgres_ticks(self.target.postmaster_pid)
-        self.gw0 = _proc_ticks(self.target.gateway_pid) if self.target.gateway_pid else 0
+        self.pg0 = postgres_ticks(self.target.postmaster_pid)
+        self.gw0 = proc_ticks(self.target.gateway_pid)
         self.gw_wait0 = _run_delay_ns(self.target.gateway_pid)
         self.client0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        self.busy0, self.all0 = _machine_ticks()
+        self.busy0, self.all0 = machine_ticks()
         return self
 
     def __exit__(self, *exc: object) -> None:
         seconds = time.monotonic() - self.t0
         client = resource.getrusage(resource.RUSAGE_CHILDREN)
-        busy, total = _machine_ticks()
-        gw = _proc_ticks(self.target.gateway_pid) if self.target.gateway_pid else 0
+        busy, total = machine_ticks()
+        gw = proc_ticks(self.target.gateway_pid)
         gw_wait = _run_delay_ns(self.target.gateway_pid) - self.gw_wait0
         # pgbench's backends have just exited: their time reaches the postmaster's cutime
         # once it has reaped them, a few milliseconds later.
         time.sleep(0.25)
-        pg = _postgres_ticks(self.target.postmaster_pid)
+        pg = postgres_ticks(self.target.postmaster_pid)
 
         def pct(ticks: float) -> float:
             return round(100 * ticks / _TICK / seconds, 1)
@@ -124,14 +123,13 @@ class CpuMeter:
         client_s = (client.ru_utime + client.ru_stime) - (self.client0.ru_utime + self.client0.ru_stime)
         self.result = {
             "postgres": pct(pg - self.pg0),
-            "gateway": pct(gw - self.gw0) if self.target.gateway_pid else None,
+            "gateway": pct(gw - self.gw0),
             "client": round(100 * client_s / seconds, 1),
             "machine": round(100 * os.cpu_count() * (busy - self.busy0) / max(1, total - self.all0), 1),
         }
-        if self.target.gateway_pid:
-            # The gateway's event loop is one thread: the share of the run it was ready to run
-            # but waited for a core (busy with PostgreSQL, wrk or other jobs).
-            self.result["gateway_cpu_wait"] = round(100 * gw_wait / 1e9 / seconds, 1)
+        # The gateway's event loop is one thread: the share of the run it was ready to run but
+        # waited for a core (busy with PostgreSQL, wrk or other jobs).
+        self.result["gateway_cpu_wait"] = round(100 * gw_wait / 1e9 / seconds, 1)
         # Whatever else ran on the machine meanwhile (other jobs share these cores).
         ours = sum(v for k, v in self.result.items() if k in ("postgres", "gateway", "client") and v)
         self.result["other"] = round(max(0.0, self.result["machine"] - ours), 1)
@@ -147,7 +145,7 @@ def _percentile(sorted_values: list[int], p: float) -> int:
     return sorted_values[rank]
 
 
-def pgbench_defines(target: Target, data: dict, batch_size: int = 100) -> dict[str, str]:
+def pgbench_defines(data: dict, batch_size: int = 100) -> dict[str, str]:
     content = (BENCH / "payloads" / "content-1k.json").read_text().strip()
     return {
         "tenants": str(data["tenants"]),

@@ -142,10 +142,9 @@ def pyspy_available() -> str | None:
     return str(venv) if venv.exists() else shutil.which("py-spy")
 
 
-def pyspy_record(pid: int, seconds: int, out: Path) -> subprocess.Popen | None:
-    exe = pyspy_available()
-    if exe is None:
-        return None
+def pyspy_record(pid: int, seconds: int, out: Path) -> subprocess.Popen:
+    """py-spy recording the process; the caller has checked pyspy_available()."""
+    exe = str(pyspy_available())
     return subprocess.Popen(
         [exe, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", str(PYSPY_RATE),
          "--format", "raw", "--output", str(out), "--nonblocking", "--gil"],

@@ -37,9 +37,7 @@ from . import datagen, profile, report
 from .measure import ROOT, Target, pgbench, pgbench_defines, wait_for_quiet, wrk
 
 SIZES = {"smoke": 2_000, "20k": 20_000, "100k": 100_000, "1m": 1_000_000, "10m": 10_000_000}
-# The listings run before the batches, so that they read the loaded data (and not the autovacuum
-# the batches set off).
-OPERATIONS = ("retrieve", "usage", "hot", "list_tag", "list_contains", "batch")
+OPERATIONS = report.OPS
 PY = str(ROOT / ".venv" / "bin" / "python")
 
 
@@ -197,7 +195,6 @@ def start_cluster(plan: Plan) -> dict | None:
         ],
         check=True,
     )
-    subprocess.run([PY, "-m", "gateway.migrate", admin_dsn(plan)], check=True, stdout=subprocess.DEVNULL)
     subprocess.run(
         [
             "psql",
@@ -374,7 +371,7 @@ def least_disturbed(plan: Plan, warm: Callable[[], object], measure: Callable[[]
 def measure_operation(plan: Plan, target: Target, data: dict, op: str, token: str) -> list[dict]:
     """pgbench then wrk, each after a warm-up, at every concurrency; pg_stat_statements per op."""
     runs = []
-    defines = pgbench_defines(target, data)
+    defines = pgbench_defines(data)
     wrk_arg = {
         "usage": str(data["repeat_pool"]),
         "batch": "100",
@@ -415,7 +412,7 @@ def measure_batch_sizes(plan: Plan, target: Target, data: dict) -> list[dict]:
     """Batch cost per card at batch sizes 10, 100, 1000: pgbench, one client."""
     out = []
     for size in plan.batch_sizes:
-        defines = pgbench_defines(target, data, batch_size=size)
+        defines = pgbench_defines(data, batch_size=size)
         run = least_disturbed(
             plan,
             lambda d=defines: (
@@ -435,7 +432,7 @@ def measure_batch_sizes(plan: Plan, target: Target, data: dict) -> list[dict]:
 def measure_overhead(plan: Plan, target: Target, data: dict) -> list[dict]:
     """What the pgbench scripts cost besides the function call (picking ids, building bodies)."""
     out = []
-    defines = pgbench_defines(target, data)
+    defines = pgbench_defines(data)
     for op in ("retrieve", "usage", "batch"):
         run = pgbench(target, f"{op}_overhead", 1, 1 if plan.mode == "smoke" else 5, defines)
         say(f"pgbench overhead of {op}: " + (run.get("failure") or f"{run['mean_ms']} ms mean"))
@@ -446,13 +443,12 @@ def measure_overhead(plan: Plan, target: Target, data: dict) -> list[dict]:
 def profile_gateway(plan: Plan, target: Target, data: dict, token: str) -> dict:
     """py-spy on the gateway while wrk drives retrieve and usage (not a measured run)."""
     out: dict = {}
-    if profile.pyspy_available() is None or target.gateway_pid is None:
+    if profile.pyspy_available() is None:
         return {"skipped": "py-spy is not installed"}
     conns = max(c for c in plan.conns if c <= 16) if any(c <= 16 for c in plan.conns) else plan.conns[0]
     for op in ("retrieve", "usage"):
         raw = plan.work / f"pyspy-{op}.txt"
         spy = profile.pyspy_record(target.gateway_pid, 6, raw)
-        assert spy is not None
         time.sleep(0.5)
         wrk(target, op, conns, 7, f"{token}p{op}", str(data["repeat_pool"]) if op == "usage" else None)
         _, err = spy.communicate(timeout=60)
@@ -527,6 +523,7 @@ def run(plan: Plan) -> int:
         say(f"{plan.mode} run {run_id}: {plan.cards} cards over {plan.tenants} tenants, conns {plan.conns}")
         result["machine"] = machine_facts()
         kept = start_cluster(plan)
+        result["schema_version"] = migrate(plan)
         dsn = admin_dsn(plan)
         if kept is None:
             data = asyncio.run(
@@ -549,7 +546,6 @@ def run(plan: Plan) -> int:
         )
         asyncio.run(check_listings(dsn))
         result["postgres"] = asyncio.run(pg_facts(dsn))
-        result["schema_version"] = migrate(plan)
         gateway = start_gateway(plan)
         target = Target(
             plan.pg_port, "cards_bench", plan.gw_port, postmaster_pid(plan), gateway.pid, plan.work

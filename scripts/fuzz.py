@@ -252,7 +252,13 @@ def main(argv: list[str] | None = None) -> int:
     # throttle of failed authentications would answer 429 to everything after them.
     quiet = {"CARDS_AUTH_FAILURE_LIMIT": "0"}
     with Stack(
-        args.pg_dir, args.pg_port, "test", gateway_port=args.gw_port, work=args.work, gateway_env=quiet
+        args.pg_dir,
+        args.pg_port,
+        "test",
+        gateway_port=args.gw_port,
+        work=args.work,
+        gateway_env=quiet,
+        keep=args.keep,
     ) as stack:
         returncode, output = run_schemathesis(
             stack.url, stack.api_key, args.examples, seed, reports, echo=True

@@ -47,6 +47,7 @@ import aiohttp
 import asyncpg
 import uvloop
 
+from bench.measure import machine_ticks, postgres_ticks, proc_ticks
 from scripts.stack import ROOT, Stack
 
 REPORT = ROOT / "docs" / "SOAK.md"
@@ -280,12 +281,6 @@ async def open_loop(workload: Workload, rate: float, seconds: float, stats: dict
     stats["scheduled"], stats["started_late"] = total, late
 
 
-def _machine_ticks() -> tuple[int, int]:
-    """(busy, all) CPU ticks of the whole machine since boot."""
-    values = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:9]]
-    return sum(values) - values[3] - values[4], sum(values)
-
-
 async def wait_for_quiet(max_wait_s: float, window_s: float = 30, threshold_pct: float = 30) -> dict:
     """Before measuring, nothing of ours is busy: the machine's CPU use is other jobs' (a benchmark, a
     test run). Wait, at most `max_wait_s`, until they use under `threshold_pct` % of one core over a
@@ -294,9 +289,9 @@ async def wait_for_quiet(max_wait_s: float, window_s: float = 30, threshold_pct:
         return {"waited_s": 0, "others_busy_pct": None, "quiet": False}
     started = time.monotonic()
     while True:
-        b0, a0 = _machine_ticks()
+        b0, a0 = machine_ticks()
         await asyncio.sleep(window_s)
-        b1, a1 = _machine_ticks()
+        b1, a1 = machine_ticks()
         busy = 100 * (os.cpu_count() or 1) * (b1 - b0) / max(1, a1 - a0)
         waited = time.monotonic() - started
         if busy < threshold_pct or waited >= max_wait_s:
@@ -305,14 +300,6 @@ async def wait_for_quiet(max_wait_s: float, window_s: float = 30, threshold_pct:
                 "others_busy_pct": round(busy, 1),
                 "quiet": busy < threshold_pct,
             }
-
-
-def _ticks(pid: int, with_children: bool = False) -> int:
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
-    except OSError:
-        return 0
-    return sum(int(f) for f in fields[11 : 15 if with_children else 13])  # utime stime [cutime cstime]
 
 
 class CpuShare:
@@ -325,24 +312,12 @@ class CpuShare:
         self.hz, self.cores = os.sysconf("SC_CLK_TCK"), os.cpu_count() or 1
         self.last = self._now()
 
-    def _postgres(self) -> int:
-        total = _ticks(self.postmaster, with_children=True)
-        for entry in os.scandir("/proc"):
-            if entry.name.isdigit():
-                try:
-                    fields = Path(entry.path, "stat").read_text().rpartition(")")[2].split()
-                except OSError:
-                    continue
-                if int(fields[1]) == self.postmaster:
-                    total += int(fields[11]) + int(fields[12])
-        return total
-
     def _now(self) -> dict:
-        busy, total = _machine_ticks()
+        busy, total = machine_ticks()
         me = os.times()
         return {
-            "postgres": self._postgres(),
-            "gateway": _ticks(self.gateway),
+            "postgres": postgres_ticks(self.postmaster),
+            "gateway": proc_ticks(self.gateway),
             "client": (me.user + me.system) * self.hz,
             "busy": busy,
             "total": total,

@@ -74,7 +74,7 @@ class Stack:
 
     def start_gateway(self) -> None:
         env = os.environ | {"DATABASE_URL": self.dsn, "PORT": str(self.gateway_port)} | self.gateway_env
-        with open(self.gateway_log, "ab" if self.gateway else "wb") as log:  # this run's log only
+        with open(self.gateway_log, "wb") as log:  # this run's log only
             self.gateway = subprocess.Popen(
                 [PY, "-m", "gateway"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
             )
