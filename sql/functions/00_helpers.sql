@@ -133,6 +133,23 @@ AS $$
     SELECT pg_catalog.strpos(p_value::text, pg_catalog.chr(1114111)) > 0
 $$;
 
+-- One error per field of a request object that held a \u0000 escape, in field order;
+-- [] for anything that is not an object.
+CREATE OR REPLACE FUNCTION cards._nul_errors(p_object jsonb)
+RETURNS jsonb
+LANGUAGE sql
+IMMUTABLE
+PARALLEL SAFE
+AS $$
+    SELECT coalesce(pg_catalog.jsonb_agg(
+        pg_catalog.jsonb_build_object('field', f.key, 'message', 'must not contain NUL (\u0000)') ORDER BY f.key
+    ), '[]')
+    FROM pg_catalog.jsonb_each(
+        CASE WHEN pg_catalog.jsonb_typeof(p_object) = 'object' THEN p_object ELSE '{}' END
+    ) AS f
+    WHERE cards._has_nul(f.value)
+$$;
+
 -- Errors for the envelope of a request object: not an object, or an unknown field.
 CREATE OR REPLACE FUNCTION cards._envelope_errors(p_body jsonb, p_fields text[])
 RETURNS jsonb

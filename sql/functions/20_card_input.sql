@@ -82,3 +82,16 @@ AS $$
         )
     END
 $$;
+
+-- A card's content hash (CONVENTIONS.md, "Representation choices"): what dedupe and
+-- update's CKDUP compare, so it is computed here only.
+CREATE OR REPLACE FUNCTION cards._content_hash(p_kind jsonb, p_title jsonb, p_content jsonb)
+RETURNS bytea
+LANGUAGE sql
+STABLE
+PARALLEL SAFE
+AS $$
+    SELECT pg_catalog.sha256(pg_catalog.convert_to(
+        pg_catalog.jsonb_build_array(p_kind, p_title, p_content)::text, 'UTF8'
+    ))
+$$;

@@ -52,9 +52,9 @@ BEGIN
 END
 $$;
 
--- The whole of batch creation, for batch_create and batch_create_request. `p_errors`
--- holds errors the caller found in the raw request (unknown envelope fields, NULs), so
--- that every error is reported together.
+-- The whole of batch creation, for batch_create and batch_create_request, which have
+-- entered the tenant. `p_errors` holds errors the caller found in the raw request (unknown
+-- envelope fields, NULs), so that every error is reported together.
 CREATE OR REPLACE FUNCTION cards._batch_create(
     p_tenant_id uuid, p_cards jsonb, p_idempotency_key text, p_errors jsonb
 )
@@ -72,7 +72,6 @@ DECLARE
     v_body text;
     v_unresolved bigint;
 BEGIN
-    PERFORM cards._enter_tenant(p_tenant_id);
     IF p_idempotency_key !~ '^[\x20-\x7e]{1,255}$' THEN
         RAISE EXCEPTION USING
             ERRCODE = 'CKIKI',
@@ -97,9 +96,7 @@ BEGIN
     END IF;
 
     SELECT array_agg(
-        sha256(convert_to(jsonb_build_array(
-            coalesce(c.card -> 'kind', '"note"'), c.card -> 'title', c.card -> 'content'
-        )::text, 'UTF8'))
+        cards._content_hash(coalesce(c.card -> 'kind', '"note"'), c.card -> 'title', c.card -> 'content')
         ORDER BY c.ord
     )
     INTO v_hashes
@@ -180,12 +177,16 @@ CREATE OR REPLACE FUNCTION cards.batch_create(
     p_tenant_id uuid, p_cards jsonb, p_idempotency_key text DEFAULT NULL
 )
 RETURNS TABLE (response json, replayed boolean)
-LANGUAGE sql
+LANGUAGE plpgsql
 VOLATILE
 SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
-    SELECT b.response, b.replayed FROM cards._batch_create(p_tenant_id, p_cards, p_idempotency_key, '[]') AS b
+BEGIN
+    PERFORM cards._enter_tenant(p_tenant_id);
+    RETURN QUERY
+    SELECT b.response, b.replayed FROM cards._batch_create(p_tenant_id, p_cards, p_idempotency_key, '[]') AS b;
+END
 $$;
 COMMENT ON FUNCTION cards.batch_create(uuid, jsonb, text) IS
 'Create cards atomically with content dedupe; replays the answer for a repeated idempotency key.';
@@ -215,13 +216,9 @@ BEGIN
     v_errors := cards._envelope_errors(v_body, '{cards}');
     IF jsonb_typeof(v_cards) = 'array' AND cards._has_nul(v_cards) THEN
         v_errors := v_errors || (
-            SELECT coalesce(jsonb_agg(
-                jsonb_build_object('index', c.ord - 1, 'field', f.key, 'message', 'must not contain NUL (\u0000)')
-                ORDER BY c.ord, f.key
-            ), '[]')
+            SELECT coalesce(jsonb_agg(jsonb_build_object('index', c.ord - 1) || e.error ORDER BY c.ord, e.n), '[]')
             FROM jsonb_array_elements(v_cards) WITH ORDINALITY AS c (card, ord),
-                LATERAL jsonb_each(CASE WHEN jsonb_typeof(c.card) = 'object' THEN c.card ELSE '{}' END) AS f
-            WHERE cards._has_nul(f.value)
+                LATERAL jsonb_array_elements(cards._nul_errors(c.card)) WITH ORDINALITY AS e (error, n)
         );
     END IF;
     RETURN QUERY SELECT * FROM cards._batch_create(p_tenant_id, v_cards, p_idempotency_key, v_errors);

@@ -24,19 +24,15 @@ AS $$
     )
 $$;
 
--- The tenant's live cards among `p_ids`, in order of first appearance, each once; the
--- other ids (unknown, deleted, another tenant's: indistinguishable) under "missing".
-CREATE OR REPLACE FUNCTION cards.retrieve(p_tenant_id uuid, p_ids uuid[])
+-- The whole of retrieve, for retrieve and retrieve_request, which have entered the tenant.
+CREATE OR REPLACE FUNCTION cards._retrieve(p_tenant_id uuid, p_ids uuid[])
 RETURNS json
 LANGUAGE plpgsql
 VOLATILE
-SECURITY DEFINER
-SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_result json;
 BEGIN
-    PERFORM cards._enter_tenant(p_tenant_id);
     IF coalesce(cardinality(p_ids), 0) NOT BETWEEN 1 AND 1000 THEN
         PERFORM cards._raise_invalid('[{"field": "ids", "message": "must hold 1 to 1000 ids"}]');
     END IF;
@@ -70,6 +66,21 @@ BEGIN
             AND c.deleted_at IS NULL
     ) AS f ON true;
     RETURN v_result;
+END
+$$;
+
+-- The tenant's live cards among `p_ids`, in order of first appearance, each once; the
+-- other ids (unknown, deleted, another tenant's: indistinguishable) under "missing".
+CREATE OR REPLACE FUNCTION cards.retrieve(p_tenant_id uuid, p_ids uuid[])
+RETURNS json
+LANGUAGE plpgsql
+VOLATILE
+SECURITY DEFINER
+SET search_path = pg_catalog, pg_temp
+AS $$
+BEGIN
+    PERFORM cards._enter_tenant(p_tenant_id);
+    RETURN cards._retrieve(p_tenant_id, p_ids);
 END
 $$;
 COMMENT ON FUNCTION cards.retrieve(uuid, uuid[]) IS 'Read live cards by id; the rest are listed as missing.';
@@ -112,7 +123,7 @@ BEGIN
     IF jsonb_array_length(v_errors) > 0 THEN
         PERFORM cards._raise_invalid(v_errors);
     END IF;
-    RETURN cards.retrieve(
+    RETURN cards._retrieve(
         p_tenant_id, ARRAY(SELECT (i.id #>> '{}')::uuid FROM jsonb_array_elements(v_ids) AS i (id))
     );
 END

@@ -34,7 +34,6 @@ AS $$
 DECLARE
     v_recorded_at timestamptz;
     v_deduplicated boolean := false;
-    v_usage_count bigint;
 BEGIN
     PERFORM FROM cards.cards AS c
     WHERE c.tenant_id = p_tenant_id AND c.card_id = p_card_id AND c.deleted_at IS NULL;
@@ -67,13 +66,13 @@ BEGIN
             AND u.workflow_id = p_workflow_id AND u.run_id = p_run_id;
     END IF;
 
-    SELECT coalesce(sum(n.usage_count), 0)::bigint INTO v_usage_count FROM cards.card_usage_counters AS n
-    WHERE n.tenant_id = p_tenant_id AND n.card_id = p_card_id;
-
     RETURN QUERY SELECT
         json_build_object(
             'card_id', p_card_id,
-            'usage_count', v_usage_count,
+            'usage_count', (
+                SELECT coalesce(sum(n.usage_count), 0)::bigint FROM cards.card_usage_counters AS n
+                WHERE n.tenant_id = p_tenant_id AND n.card_id = p_card_id
+            ),
             'deduplicated', v_deduplicated,
             'recorded_at', cards._rfc3339(v_recorded_at)
         ),
@@ -132,12 +131,7 @@ BEGIN
     v_doc := cards._parse_body(p_body);
     v_errors := cards._envelope_errors(v_doc, '{workflow_id,run_id,metadata}');
     IF jsonb_typeof(v_doc) = 'object' THEN
-        v_errors := v_errors || (
-            SELECT coalesce(jsonb_agg(
-                jsonb_build_object('field', f.key, 'message', 'must not contain NUL (\u0000)') ORDER BY f.key
-            ), '[]')
-            FROM jsonb_each(v_doc) AS f WHERE cards._has_nul(f.value)
-        ) || cards._usage_input_errors(
+        v_errors := v_errors || cards._nul_errors(v_doc) || cards._usage_input_errors(
             CASE WHEN jsonb_typeof(v_doc -> 'workflow_id') = 'string' THEN v_doc ->> 'workflow_id' END,
             CASE WHEN jsonb_typeof(v_doc -> 'run_id') = 'string' THEN v_doc ->> 'run_id' END,
             coalesce(v_doc -> 'metadata', '{}')

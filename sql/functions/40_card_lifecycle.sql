@@ -328,12 +328,7 @@ BEGIN
 
     v_errors := CASE WHEN jsonb_typeof(v_patch) <> 'object'
         THEN '[{"field": "(body)", "message": "must be a JSON object"}]'
-        ELSE (
-            SELECT coalesce(jsonb_agg(
-                jsonb_build_object('field', f.key, 'message', 'must not contain NUL (\u0000)') ORDER BY f.key
-            ), '[]')
-            FROM jsonb_each(v_patch) AS f WHERE cards._has_nul(f.value)
-        )
+        ELSE cards._nul_errors(v_patch)
     END;
     IF jsonb_array_length(v_errors) = 0 THEN
         v_merged := jsonb_build_object(
@@ -349,9 +344,7 @@ BEGIN
         PERFORM cards._raise_invalid(v_errors);
     END IF;
 
-    v_hash := sha256(convert_to(jsonb_build_array(
-        v_merged -> 'kind', v_merged -> 'title', v_merged -> 'content'
-    )::text, 'UTF8'));
+    v_hash := cards._content_hash(v_merged -> 'kind', v_merged -> 'title', v_merged -> 'content');
     IF v_hash = v_card.content_hash AND v_merged -> 'tags' = to_jsonb(v_card.tags)
         AND v_merged -> 'metadata' = v_card.metadata THEN
         RETURN QUERY SELECT * FROM cards._card_with_etag(v_card);  -- nothing changes

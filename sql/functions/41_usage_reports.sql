@@ -15,6 +15,7 @@ DECLARE
     v_card cards.cards;
     v_limit integer;
     v_position jsonb;
+    v_after_at timestamptz;
     v_result json;
 BEGIN
     PERFORM cards._enter_tenant(p_tenant_id);
@@ -27,6 +28,7 @@ BEGIN
     ) THEN
         PERFORM cards._raise_invalid('[{"field": "cursor", "message": "is not a cursor this API issued"}]');
     END IF;
+    v_after_at := cards._parse_timestamp(v_position ->> 0, 'cursor');
 
     WITH page AS (
         SELECT u.workflow_id, u.run_id, u.metadata, u.recorded_at, row_number() OVER (
@@ -38,9 +40,7 @@ BEGIN
             AND u.recorded_at > '-infinity'  -- names card_usage_card_newest (sql/schema/0003)
             AND (
                 v_position IS NULL
-                OR (u.recorded_at, u.workflow_id, u.run_id) < (
-                    cards._parse_timestamp(v_position ->> 0, 'cursor'), v_position ->> 1, v_position ->> 2
-                )
+                OR (u.recorded_at, u.workflow_id, u.run_id) < (v_after_at, v_position ->> 1, v_position ->> 2)
             )
         ORDER BY u.recorded_at DESC, u.workflow_id DESC, u.run_id DESC
         LIMIT v_limit + 1
