@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import uuid
 
-from .conftest import cards
+from .conftest import create
 
 RETRIEVE = "/api/v1/cards/retrieve"
 
 
 async def _create(client, tenant, *titles: str) -> list[str]:
-    response = await client.post("/api/v1/cards/batch", json=cards(*titles, tags=["t"]), headers=tenant.auth)
-    return [c["id"] for c in (await response.json())["cards"]]
+    return await create(client, tenant, *titles, tags=["t"])
 
 
 async def test_cards_come_in_the_order_of_first_appearance_each_once(client, tenant):

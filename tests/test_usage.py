@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 import uuid
 
-from .conftest import cards
+from .conftest import create
 
 
 async def _card(client, tenant) -> str:
-    response = await client.post("/api/v1/cards/batch", json=cards("used"), headers=tenant.auth)
-    return (await response.json())["cards"][0]["id"]
+    [card_id] = await create(client, tenant, "used")
+    return card_id
 
 
 async def _usage_count(client, tenant, card_id: str) -> int:

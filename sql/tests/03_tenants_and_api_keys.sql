@@ -5,8 +5,6 @@ BEGIN;
 SELECT plan(54);
 
 -- Test-only helpers, rolled back with the transaction.
-CREATE FUNCTION pg_temp.val(p_name text) RETURNS text
-LANGUAGE sql STABLE AS $$ SELECT current_setting('tap.' || p_name) $$;
 -- What the gateway sends for a remembered key: its SHA-256.
 CREATE FUNCTION pg_temp.hash_of(p_name text) RETURNS bytea
 LANGUAGE sql STABLE AS $$ SELECT sha256(convert_to(current_setting('tap.' || p_name), 'UTF8')) $$;
@@ -84,7 +82,7 @@ RESET ROLE;
 
 SELECT is(
     (SELECT count(*) FROM cards.tenants),
-    pg_temp.val('tenants_before')::bigint + 1,
+    test.val('tenants_before')::bigint + 1,
     'the refused names wrote no tenant; the accepted one wrote one'
 );
 
@@ -108,19 +106,19 @@ SELECT
 FROM cards.create_api_key(test.id('tenant_b'), 'key of B') AS k;
 
 SELECT matches(
-    pg_temp.val('key_a1'),
+    test.val('key_a1'),
     '^ck_[0-9a-f]{32}_[A-Za-z0-9_-]{43}$',
     'an API key is ck_, the tenant in hex and a base64url secret'
 );
 SELECT is(
-    substr(pg_temp.val('key_a1'), 4, 32),
-    replace(pg_temp.val('tenant_a'), '-', ''),
+    substr(test.val('key_a1'), 4, 32),
+    replace(test.val('tenant_a'), '-', ''),
     'the key names its tenant'
 );
-SELECT isnt(pg_temp.val('key_a1'), pg_temp.val('key_a2'), 'two keys of one tenant differ');
+SELECT isnt(test.val('key_a1'), test.val('key_a2'), 'two keys of one tenant differ');
 SELECT isnt(
-    substr(pg_temp.val('key_a1'), 37),
-    substr(pg_temp.val('key_a2'), 37),
+    substr(test.val('key_a1'), 37),
+    substr(test.val('key_a2'), 37),
     'two keys of one tenant have different secrets'
 );
 
@@ -166,17 +164,17 @@ SELECT is(
     'the refused key requests wrote nothing'
 );
 SELECT is_empty(
-    format('SELECT * FROM pg_temp.tables_containing(%L)', pg_temp.val('key_a1')),
+    format('SELECT * FROM pg_temp.tables_containing(%L)', test.val('key_a1')),
     'the plaintext key appears in no table'
 );
 SELECT is_empty(
-    format('SELECT * FROM pg_temp.tables_containing(%L)', substr(pg_temp.val('key_a1'), 37)),
+    format('SELECT * FROM pg_temp.tables_containing(%L)', substr(test.val('key_a1'), 37)),
     'the key''s secret appears in no table'
 );
 SELECT is_empty(
     format(
         'SELECT * FROM pg_temp.tables_containing(%L)',
-        encode(convert_to(substr(pg_temp.val('key_a1'), 37), 'UTF8'), 'hex')
+        encode(convert_to(substr(test.val('key_a1'), 37), 'UTF8'), 'hex')
     ),
     'the key''s secret appears in no table in hex form either'
 );
@@ -340,7 +338,7 @@ SELECT is(cards.set_tenant_active(test.id('tenant_a'), TRUE), TRUE, 'reactivatin
 SET LOCAL ROLE cards_gateway;
 SELECT is(
     cards.retrieve(test.id('tenant_a'), ARRAY[test.id('card_a')])::jsonb -> 'cards' -> 0 ->> 'id',
-    pg_temp.val('card_a'),
+    test.val('card_a'),
     'a reactivated tenant is served again, its cards intact'
 );
 SELECT is(

@@ -6,8 +6,6 @@ BEGIN;
 SELECT plan(46);
 
 -- Test-only helpers, rolled back with the transaction.
-CREATE FUNCTION pg_temp.val(p_name text) RETURNS text
-LANGUAGE sql STABLE AS $$ SELECT current_setting('tap.' || p_name) $$;
 -- batch_create for a remembered tenant, the answer remembered under p_name as
 -- {"response": <exact text>, "replayed": bool}; answers whether it was a replay.
 CREATE FUNCTION pg_temp.batch(p_name text, p_tenant text, p_cards jsonb, p_key text) RETURNS boolean
@@ -44,7 +42,7 @@ SELECT test.remember('cards_2', '[{"title": "Three", "content": 3}]');
 SET LOCAL ROLE cards_gateway;
 
 SELECT is(
-    pg_temp.batch('first', 'tenant_a', pg_temp.val('cards_1')::jsonb, 'order-42'),
+    pg_temp.batch('first', 'tenant_a', test.val('cards_1')::jsonb, 'order-42'),
     FALSE,
     'the first request with a key runs and is not a replay'
 );
@@ -52,17 +50,17 @@ SELECT test.remember('count_after_first', pg_temp.card_count()::text);
 SELECT test.remember('keys_after_first', pg_temp.key_count()::text);
 
 SELECT is(
-    pg_temp.batch('second', 'tenant_a', pg_temp.val('cards_1')::jsonb, 'order-42'),
+    pg_temp.batch('second', 'tenant_a', test.val('cards_1')::jsonb, 'order-42'),
     TRUE,
     'the same key with the same cards is a replay'
 );
 SELECT is(
-    pg_temp.val('second.text'),
-    pg_temp.val('first.text'),
+    test.val('second.text'),
+    test.val('first.text'),
     'the replay answers the first answer byte for byte'
 );
-SELECT is(pg_temp.card_count(), pg_temp.val('count_after_first')::bigint, 'a replay writes no card');
-SELECT is(pg_temp.key_count(), pg_temp.val('keys_after_first')::bigint, 'a replay stores no second key');
+SELECT is(pg_temp.card_count(), test.val('count_after_first')::bigint, 'a replay writes no card');
+SELECT is(pg_temp.key_count(), test.val('keys_after_first')::bigint, 'a replay stores no second key');
 
 SELECT results_eq(
     $$
@@ -95,7 +93,7 @@ SELECT results_eq(
     'a JSON-equal body (other key order and white space) through batch_create_request replays, counting nothing'
 );
 SELECT is(
-    pg_temp.batch('quoted', 'tenant_a', pg_temp.val('cards_1')::jsonb, '"order-42"'),
+    pg_temp.batch('quoted', 'tenant_a', test.val('cards_1')::jsonb, '"order-42"'),
     FALSE,
     'the key is taken as given: "order-42" quoted is another key (unquoting is the gateway''s job)'
 );
@@ -107,7 +105,7 @@ SELECT is(
 SELECT test.remember('count_before', pg_temp.card_count()::text);
 
 SELECT throws_ok(
-    format('SELECT * FROM cards.batch_create(%L, %L, %L)', test.id('tenant_a'), pg_temp.val('cards_2'), 'order-42'),
+    format('SELECT * FROM cards.batch_create(%L, %L, %L)', test.id('tenant_a'), test.val('cards_2'), 'order-42'),
     'CKIKR',
     'This Idempotency-Key was already used with a different request.',
     'the same key with other cards is refused as reused'
@@ -134,15 +132,15 @@ SELECT throws_ok(
     'This Idempotency-Key was already used with a different request.',
     'cards differing only in tags (same content hashes) are another request'
 );
-SELECT is(pg_temp.card_count(), pg_temp.val('count_before')::bigint, 'a refused reuse writes nothing');
+SELECT is(pg_temp.card_count(), test.val('count_before')::bigint, 'a refused reuse writes nothing');
 SELECT is(
     (pg_temp.stored_key('tenant_a', 'order-42')).response_body,
-    pg_temp.val('first.text'),
+    test.val('first.text'),
     'a refused reuse leaves the stored answer as it was'
 );
 SELECT is(
-    pg_temp.batch('third', 'tenant_a', pg_temp.val('cards_1')::jsonb, 'order-42')
-    AND pg_temp.val('third.text') = pg_temp.val('first.text'),
+    pg_temp.batch('third', 'tenant_a', test.val('cards_1')::jsonb, 'order-42')
+    AND test.val('third.text') = test.val('first.text'),
     TRUE,
     'the original request still replays after a refused reuse'
 );
@@ -155,33 +153,33 @@ SELECT test.remember('count_before', pg_temp.card_count()::text);
 SELECT test.remember('keys_before', pg_temp.key_count()::text);
 
 SELECT throws_ok(
-    format('SELECT * FROM cards.batch_create(%L, %L, %L)', test.id('tenant_a'), pg_temp.val('cards_2'), ''),
+    format('SELECT * FROM cards.batch_create(%L, %L, %L)', test.id('tenant_a'), test.val('cards_2'), ''),
     'CKIKI',
     'The Idempotency-Key must be 1 to 255 printable ASCII characters.',
     'an empty key is refused'
 );
 SELECT throws_ok(
     format(
-        'SELECT * FROM cards.batch_create(%L, %L, %L)', test.id('tenant_a'), pg_temp.val('cards_2'), repeat('k', 256)
+        'SELECT * FROM cards.batch_create(%L, %L, %L)', test.id('tenant_a'), test.val('cards_2'), repeat('k', 256)
     ),
     'CKIKI',
     'The Idempotency-Key must be 1 to 255 printable ASCII characters.',
     'a key of 256 characters is refused'
 );
 SELECT throws_ok(
-    format('SELECT * FROM cards.batch_create(%L, %L, %L)', test.id('tenant_a'), pg_temp.val('cards_2'), E'a\tb'),
+    format('SELECT * FROM cards.batch_create(%L, %L, %L)', test.id('tenant_a'), test.val('cards_2'), E'a\tb'),
     'CKIKI',
     'The Idempotency-Key must be 1 to 255 printable ASCII characters.',
     'a key with a tab is refused'
 );
 SELECT throws_ok(
-    format('SELECT * FROM cards.batch_create(%L, %L, %L)', test.id('tenant_a'), pg_temp.val('cards_2'), E'key\n'),
+    format('SELECT * FROM cards.batch_create(%L, %L, %L)', test.id('tenant_a'), test.val('cards_2'), E'key\n'),
     'CKIKI',
     'The Idempotency-Key must be 1 to 255 printable ASCII characters.',
     'a key with a trailing newline is refused'
 );
 SELECT throws_ok(
-    format('SELECT * FROM cards.batch_create(%L, %L, %L)', test.id('tenant_a'), pg_temp.val('cards_2'), 'clé'),
+    format('SELECT * FROM cards.batch_create(%L, %L, %L)', test.id('tenant_a'), test.val('cards_2'), 'clé'),
     'CKIKI',
     'The Idempotency-Key must be 1 to 255 printable ASCII characters.',
     'a key with a non-ASCII character is refused'
@@ -189,7 +187,7 @@ SELECT throws_ok(
 SELECT throws_ok(
     format(
         'SELECT * FROM cards.batch_create(%L, %L, %L)',
-        test.id('tenant_a'), pg_temp.val('cards_2'), 'del' || chr(127)
+        test.id('tenant_a'), test.val('cards_2'), 'del' || chr(127)
     ),
     'CKIKI',
     'The Idempotency-Key must be 1 to 255 printable ASCII characters.',
@@ -198,14 +196,14 @@ SELECT throws_ok(
 SELECT throws_ok(
     format(
         $$SELECT * FROM cards.batch_create_request(%L, convert_to(%L, 'UTF8'), '')$$,
-        test.id('tenant_a'), '{"cards": ' || pg_temp.val('cards_2') || '}'
+        test.id('tenant_a'), '{"cards": ' || test.val('cards_2') || '}'
     ),
     'CKIKI',
     'The Idempotency-Key must be 1 to 255 printable ASCII characters.',
     'batch_create_request refuses a malformed key too'
 );
-SELECT is(pg_temp.card_count(), pg_temp.val('count_before')::bigint, 'a malformed key writes no card');
-SELECT is(pg_temp.key_count(), pg_temp.val('keys_before')::bigint, 'a malformed key stores nothing');
+SELECT is(pg_temp.card_count(), test.val('count_before')::bigint, 'a malformed key writes no card');
+SELECT is(pg_temp.key_count(), test.val('keys_before')::bigint, 'a malformed key stores nothing');
 
 SELECT test.remember('printable', ' !"#$%&''()*+,-./09:;<=>?@AZ[\]^_`az{|}~');
 SELECT is(
@@ -214,12 +212,12 @@ SELECT is(
     'a key of 255 characters is accepted'
 );
 SELECT is(
-    pg_temp.batch('printable', 'tenant_a', '[{"title": "printable key", "content": 1}]', pg_temp.val('printable')),
+    pg_temp.batch('printable', 'tenant_a', '[{"title": "printable key", "content": 1}]', test.val('printable')),
     FALSE,
     'every printable ASCII character, space included, is accepted in a key'
 );
 SELECT is(
-    pg_temp.batch('printable_2', 'tenant_a', '[{"title": "printable key", "content": 1}]', pg_temp.val('printable')),
+    pg_temp.batch('printable_2', 'tenant_a', '[{"title": "printable key", "content": 1}]', test.val('printable')),
     TRUE,
     'and such a key replays like any other'
 );
@@ -251,7 +249,7 @@ SET LOCAL ROLE cards_gateway;
 SELECT throws_ok(
     format(
         'SELECT * FROM cards.batch_create(%L, %L, %L)',
-        test.id('tenant_a'), pg_temp.val('cards_2'), 'while-suspended'
+        test.id('tenant_a'), test.val('cards_2'), 'while-suspended'
     ),
     'CKFBD',
     'The tenant is unknown or suspended.',
@@ -277,12 +275,12 @@ WHERE tenant_id = test.id('tenant_a') AND idempotency_key = 'order-42';
 SET LOCAL ROLE cards_gateway;
 
 SELECT is(
-    pg_temp.batch('after_expiry', 'tenant_a', pg_temp.val('cards_2')::jsonb, 'order-42'),
+    pg_temp.batch('after_expiry', 'tenant_a', test.val('cards_2')::jsonb, 'order-42'),
     FALSE,
     'after expiry, the key runs afresh, even with other cards'
 );
 SELECT is(
-    pg_temp.val('after_expiry.text')::jsonb - 'cards',
+    test.val('after_expiry.text')::jsonb - 'cards',
     '{"created": 1, "duplicates": 0}',
     'and really creates'
 );
@@ -301,8 +299,8 @@ SELECT results_eq(
     'the key now holds the new answer and fingerprint, for another 24 hours'
 );
 SELECT is(
-    pg_temp.batch('after_expiry_again', 'tenant_a', pg_temp.val('cards_2')::jsonb, 'order-42')
-    AND pg_temp.val('after_expiry_again.text') = pg_temp.val('after_expiry.text'),
+    pg_temp.batch('after_expiry_again', 'tenant_a', test.val('cards_2')::jsonb, 'order-42')
+    AND test.val('after_expiry_again.text') = test.val('after_expiry.text'),
     TRUE,
     'and replays the new answer'
 );
@@ -312,12 +310,12 @@ UPDATE cards.idempotency_keys SET expires_at = now()
 WHERE tenant_id = test.id('tenant_a') AND idempotency_key = 'order-42';
 SET LOCAL ROLE cards_gateway;
 SELECT is(
-    pg_temp.batch('at_expiry', 'tenant_a', pg_temp.val('cards_2')::jsonb, 'order-42'),
+    pg_temp.batch('at_expiry', 'tenant_a', test.val('cards_2')::jsonb, 'order-42'),
     FALSE,
     'a key whose expiry is now has expired: the same request runs afresh'
 );
 SELECT is(
-    pg_temp.val('at_expiry.text')::jsonb - 'cards',
+    test.val('at_expiry.text')::jsonb - 'cards',
     '{"created": 0, "duplicates": 1}',
     'and, run afresh, finds its card already there'
 );
@@ -342,19 +340,19 @@ SELECT set_config('cards.idempotency_ttl', '', TRUE);
 -- Persona: tenant B — the same key as tenant A
 -- ---------------------------------------------------------------------------------
 
-SELECT pg_temp.batch('a_shared', 'tenant_a', pg_temp.val('cards_1')::jsonb, 'shared-key');
+SELECT pg_temp.batch('a_shared', 'tenant_a', test.val('cards_1')::jsonb, 'shared-key');
 
 SELECT is(
-    pg_temp.batch('b_shared', 'tenant_b', pg_temp.val('cards_1')::jsonb, 'shared-key'),
+    pg_temp.batch('b_shared', 'tenant_b', test.val('cards_1')::jsonb, 'shared-key'),
     FALSE,
     'tenant B''s first use of a key tenant A used, with the same cards, is not a replay'
 );
 SELECT ok(
-    NOT string_to_array(pg_temp.val('b_shared.ids'), ',') && string_to_array(pg_temp.val('a_shared.ids'), ','),
+    NOT string_to_array(test.val('b_shared.ids'), ',') && string_to_array(test.val('a_shared.ids'), ','),
     'tenant B gets its own cards, none of tenant A''s ids'
 );
 SELECT is(
-    pg_temp.batch('b_other', 'tenant_b', pg_temp.val('cards_2')::jsonb, 'b-only-key'),
+    pg_temp.batch('b_other', 'tenant_b', test.val('cards_2')::jsonb, 'b-only-key'),
     FALSE,
     'tenant B uses a key of its own'
 );
@@ -364,8 +362,8 @@ SELECT is(
     'tenant A may use the same key with other cards: no reuse error across tenants'
 );
 SELECT is(
-    pg_temp.batch('a_shared_again', 'tenant_a', pg_temp.val('cards_1')::jsonb, 'shared-key')
-    AND pg_temp.val('a_shared_again.text') = pg_temp.val('a_shared.text'),
+    pg_temp.batch('a_shared_again', 'tenant_a', test.val('cards_1')::jsonb, 'shared-key')
+    AND test.val('a_shared_again.text') = test.val('a_shared.text'),
     TRUE,
     'tenant A''s key still replays tenant A''s answer'
 );
@@ -379,14 +377,14 @@ RESET ROLE;
 SET LOCAL ROLE cards_admin;
 
 SELECT is(
-    pg_temp.batch('admin_b', 'tenant_b', pg_temp.val('cards_1')::jsonb, 'shared-key')
-    AND pg_temp.val('admin_b.text') = pg_temp.val('b_shared.text'),
+    pg_temp.batch('admin_b', 'tenant_b', test.val('cards_1')::jsonb, 'shared-key')
+    AND test.val('admin_b.text') = test.val('b_shared.text'),
     TRUE,
     'a trusted job calling batch_create directly replays the same stored answer'
 );
 SELECT throws_ok(
     format(
-        'SELECT * FROM cards.batch_create(%L, %L, %L)', test.id('tenant_b'), pg_temp.val('cards_2'), 'shared-key'
+        'SELECT * FROM cards.batch_create(%L, %L, %L)', test.id('tenant_b'), test.val('cards_2'), 'shared-key'
     ),
     'CKIKR',
     'This Idempotency-Key was already used with a different request.',

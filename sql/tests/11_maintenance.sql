@@ -161,8 +161,17 @@ SELECT is(cards.purge_usage_events(), 2, 'by default, events older than 90 days 
 SELECT is(pg_temp.usage_runs(), ARRAY['a-10-days', 'a-now'], 'only the younger events remain');
 SELECT is(cards.purge_usage_events(interval '5 days'), 1, 'a shorter window purges more');
 SELECT is(pg_temp.usage_runs(), ARRAY['a-now'], 'leaving the events inside it');
+-- An event 3 hours old, on a card of its own (the usage counts below stay card_a's): inside
+-- the default window, outside the one set.
+RESET ROLE;
+SELECT test.remember('card_c', b.response -> 'cards' -> 0 ->> 'id')
+FROM cards.batch_create(test.id('tenant_a'), '[{"title": "used once", "content": 2}]') AS b;
+SELECT cards.track_usage(test.id('tenant_a'), test.id('card_c'), 'wf', 'a-3-hours') IS NOT NULL AS reported;
+UPDATE cards.card_usage SET recorded_at = now() - interval '3 hours'
+WHERE run_id = 'a-3-hours';
+SET LOCAL ROLE cards_admin;
 SELECT set_config('cards.usage_retention', '2 hours', TRUE);
-SELECT is(cards.purge_usage_events(), 0, 'cards.usage_retention sets the default window');
+SELECT is(cards.purge_usage_events(), 1, 'cards.usage_retention sets the default window');
 SELECT set_config('cards.usage_retention', '', TRUE);
 
 RESET ROLE;

@@ -17,21 +17,17 @@ LANGUAGE sql STABLE AS $$
         current_setting('tap.tenant_a'), p_kind, p_tags, p_contains, p_q, p_limit, p_cursor
     )
 $$;
--- A cursor's content, and a cursor for any content: how a client would forge one.
+-- A cursor's content.
 CREATE FUNCTION pg_temp.cursor_content(p_cursor text) RETURNS jsonb
 LANGUAGE sql IMMUTABLE AS $$
     SELECT convert_from(decode(
         rpad(translate(p_cursor, '-_', '+/'), ((char_length(p_cursor) + 3) / 4) * 4, '='), 'base64'
     ), 'UTF8')::jsonb
 $$;
-CREATE FUNCTION pg_temp.forge(p_content text) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT rtrim(translate(encode(convert_to(p_content, 'UTF8'), 'base64'), E'+/\n', '-_'), '=')
-$$;
 -- A cursor this API issued, with one element of its content replaced.
 CREATE FUNCTION pg_temp.altered(p_cursor text, p_element integer, p_value jsonb) RETURNS text
 LANGUAGE sql IMMUTABLE AS $$
-    SELECT pg_temp.forge(jsonb_set(pg_temp.cursor_content(p_cursor), ARRAY[p_element::text], p_value)::text)
+    SELECT test.forge_cursor(jsonb_set(pg_temp.cursor_content(p_cursor), ARRAY[p_element::text], p_value)::text)
 $$;
 -- The error a bad cursor gets.
 CREATE FUNCTION pg_temp.cursor_error(p_message text) RETURNS jsonb
@@ -115,17 +111,17 @@ SELECT is(
     'a cursor that is not base64url is refused'
 );
 SELECT is(
-    test.error_detail(pg_temp.list_sql(p_limit => '2', p_cursor => pg_temp.forge('hello'))),
+    test.error_detail(pg_temp.list_sql(p_limit => '2', p_cursor => test.forge_cursor('hello'))),
     pg_temp.cursor_error('is not a cursor this API issued'),
     'a cursor that does not hold JSON is refused'
 );
 SELECT is(
-    test.error_detail(pg_temp.list_sql(p_limit => '2', p_cursor => pg_temp.forge('{"after": "l4"}'))),
+    test.error_detail(pg_temp.list_sql(p_limit => '2', p_cursor => test.forge_cursor('{"after": "l4"}'))),
     pg_temp.cursor_error('is not a cursor this API issued'),
     'a cursor that holds a JSON object is refused'
 );
 SELECT is(
-    test.error_detail(pg_temp.list_sql(p_limit => '2', p_cursor => pg_temp.forge('[]'))),
+    test.error_detail(pg_temp.list_sql(p_limit => '2', p_cursor => test.forge_cursor('[]'))),
     pg_temp.cursor_error('is not a cursor this API issued for this query'),
     'a cursor that holds another JSON array is refused'
 );
@@ -154,7 +150,7 @@ SELECT is(
 );
 SELECT is(
     test.error_detail(
-        pg_temp.list_sql(p_limit => '2', p_cursor => pg_temp.forge(jsonb_build_array(repeat('x', 750))::text))
+        pg_temp.list_sql(p_limit => '2', p_cursor => test.forge_cursor(jsonb_build_array(repeat('x', 750))::text))
     ),
     pg_temp.cursor_error('is not a cursor this API issued'),
     'a cursor of over 1000 characters is refused'

@@ -7,16 +7,13 @@ BEGIN;
 SELECT plan(23);
 
 -- Test-only helpers, rolled back with the transaction.
--- A card id as the gateway passes it (path text): a fixture's id, or the text itself.
-CREATE FUNCTION pg_temp.ref(p_card text) RETURNS text
-LANGUAGE sql STABLE AS $$ SELECT coalesce(current_setting('tap.' || p_card, TRUE), p_card) $$;
 -- A tenant's usage history of a card, and the statement for it.
 CREATE FUNCTION pg_temp.history(
     p_card text, p_limit text DEFAULT NULL, p_cursor text DEFAULT NULL, p_tenant text DEFAULT 'tenant_a'
 ) RETURNS jsonb
 LANGUAGE sql AS $$
     SELECT cards.card_usage_history(
-        current_setting('tap.' || p_tenant)::uuid, pg_temp.ref(p_card), p_limit, p_cursor
+        current_setting('tap.' || p_tenant)::uuid, test.card_ref(p_card), p_limit, p_cursor
     )::jsonb
 $$;
 CREATE FUNCTION pg_temp.history_sql(
@@ -25,7 +22,7 @@ CREATE FUNCTION pg_temp.history_sql(
 LANGUAGE sql STABLE AS $$
     SELECT format(
         'SELECT cards.card_usage_history(%L, %L, %L, %L)',
-        current_setting('tap.' || p_tenant), pg_temp.ref(p_card), p_limit, p_cursor
+        current_setting('tap.' || p_tenant), test.card_ref(p_card), p_limit, p_cursor
     )
 $$;
 -- The runs of a history page, as "workflow_id/run_id".
@@ -51,11 +48,6 @@ BEGIN
     END LOOP;
     RETURN v_pages;
 END
-$$;
--- A cursor for any content: how a client would forge one.
-CREATE FUNCTION pg_temp.forge(p_content text) RETURNS text
-LANGUAGE sql IMMUTABLE AS $$
-    SELECT rtrim(translate(encode(convert_to(p_content, 'UTF8'), 'base64'), E'+/\n', '-_'), '=')
 $$;
 
 SELECT test.remember('tenant_a', cards.create_tenant('Tenant A')::text);
@@ -139,7 +131,7 @@ SELECT is(
     'a card never used has an empty history'
 );
 SELECT is(
-    pg_temp.history(upper(pg_temp.ref('h1'))) -> 'usage' -> 0 ->> 'run_id',
+    pg_temp.history(upper(test.card_ref('h1'))) -> 'usage' -> 0 ->> 'run_id',
     'r5',
     'an id in upper case finds the card'
 );
@@ -199,8 +191,9 @@ SELECT is(
     (
         SELECT jsonb_agg(test.error_detail(pg_temp.history_sql('h1', '2', c.value)))
         FROM unnest(ARRAY[
-            'not a cursor!', pg_temp.forge('hello'), pg_temp.forge('{"after": "r4"}'), pg_temp.forge('[]'),
-            pg_temp.forge('["2023-05-03T10:00:00Z", "wf-b"]'), pg_temp.forge('["2023-05-03T10:00:00Z", "wf-b", 3]'),
+            'not a cursor!', test.forge_cursor('hello'), test.forge_cursor('{"after": "r4"}'),
+            test.forge_cursor('[]'), test.forge_cursor('["2023-05-03T10:00:00Z", "wf-b"]'),
+            test.forge_cursor('["2023-05-03T10:00:00Z", "wf-b", 3]'),
             left(test.doc('h1_page_1') ->> 'next_cursor', -6), repeat('A', 1001)
         ]) AS c (value)
     ),
@@ -211,7 +204,7 @@ SELECT is(
     'a forged cursor is refused: not base64url, not JSON, an object, arrays of another shape, truncated, too long'
 );
 SELECT is(
-    test.error_detail(pg_temp.history_sql('h1', '2', pg_temp.forge('["last week", "wf-b", "r4"]'))),
+    test.error_detail(pg_temp.history_sql('h1', '2', test.forge_cursor('["last week", "wf-b", "r4"]'))),
     '[{"field": "cursor", "message": "must be an RFC 3339 timestamp with a time zone"}]',
     'a cursor whose time is not a time is refused'
 );

@@ -31,6 +31,16 @@ EXCEPTION WHEN OTHERS THEN
 END
 $$;
 
+-- A remembered value as text.
+CREATE FUNCTION test.val(p_name text) RETURNS text
+LANGUAGE sql STABLE AS $$ SELECT current_setting('tap.' || p_name) $$;
+
+-- A cursor for any content: how a client would forge one.
+CREATE FUNCTION test.forge_cursor(p_content text) RETURNS text
+LANGUAGE sql IMMUTABLE AS $$
+    SELECT rtrim(translate(encode(convert_to(p_content, 'UTF8'), 'base64'), E'+/\n', '-_'), '=')
+$$;
+
 -- A remembered JSON document.
 CREATE FUNCTION test.doc(p_name text) RETURNS jsonb
 LANGUAGE sql STABLE AS $$ SELECT current_setting('tap.' || p_name)::jsonb $$;
