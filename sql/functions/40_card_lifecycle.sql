@@ -310,10 +310,11 @@ DECLARE
     v_errors jsonb;
     v_hash bytea;
 BEGIN
-    -- The tenant, then the card, then the body: a refusal does not depend on what was sent.
+    -- The tenant, then the card, then If-Match, then the body: a precondition is checked
+    -- before the content is processed (RFC 9110 13.2.1), so a stale ETag is a 412 whatever
+    -- the body holds.
     PERFORM cards._enter_tenant(p_tenant_id);
     v_card := cards._live_card(p_tenant_id, cards._card_id(p_card_id), true);
-    v_patch := cards._parse_body(p_body);
     v_if_match := string_to_array(regexp_replace(p_if_match, '[ \t]', '', 'g'), ',');
     IF p_if_match IS NULL THEN
         RAISE EXCEPTION USING
@@ -325,6 +326,7 @@ BEGIN
             ERRCODE = 'CKPFL',
             MESSAGE = 'The card has changed since it was read; read it again and retry.';
     END IF;
+    v_patch := cards._parse_body(p_body);
 
     v_errors := CASE WHEN jsonb_typeof(v_patch) <> 'object'
         THEN '[{"field": "(body)", "message": "must be a JSON object"}]'

@@ -6,7 +6,7 @@
 -- answers the card as it is. Unknown, foreign and malformed ids are CKNFD; a refused
 -- update writes nothing. Delete and restore: 13_delete_and_restore_card.sql.
 BEGIN;
-SELECT plan(57);
+SELECT plan(59);
 
 SELECT test.remember('tenant_a', cards.create_tenant('Tenant A')::text);
 SELECT test.remember('tenant_b', cards.create_tenant('Tenant B')::text);
@@ -109,6 +109,18 @@ SELECT throws_ok(
     'CKPFL',
     'The card has changed since it was read; read it again and retry.',
     'an empty If-Match matches nothing'
+);
+SELECT throws_ok(
+    test.update_card_sql('p1', '"2"', '{"title": '),
+    'CKPFL',
+    'The card has changed since it was read; read it again and retry.',
+    'If-Match is checked before the body is read: a stale ETag is refused whatever the body holds'
+);
+SELECT throws_ok(
+    test.update_card_sql('p1', NULL, '{"title": '),
+    'CKPRQ',
+    'Send If-Match with the ETag of the card you read, so that no change is lost.',
+    'and a missing one too'
 );
 SELECT is(test.stored_card('p1'), test.doc('p1_v1'), 'a refused precondition writes nothing');
 
