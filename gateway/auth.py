@@ -110,11 +110,13 @@ class Authenticator:
         cached = self._cache.get(digest)
         if cached is not None and cached[0] > now:
             return cached[1]
+        # An expired entry goes now: a refreshed one is put back as the newest, so _evict's
+        # oldest-first never drops a key just looked up.
+        self._cache.pop(digest, None)
         # Only the tenant (which the key names) and the hash go to the database: the key itself
         # never appears in a statement, so no server log can show it.
         tenant = uuid.UUID(hex=key[3:35])
         if not await self._lookup(tenant, digest):
-            self._cache.pop(digest, None)
             raise self._refuse("revoked_or_unknown", "the API key is unknown or revoked")
         if self._ttl > 0:
             if len(self._cache) >= self._size:
