@@ -35,11 +35,7 @@ DECLARE
     v_recorded_at timestamptz;
     v_deduplicated boolean := false;
 BEGIN
-    PERFORM FROM cards.cards AS c
-    WHERE c.tenant_id = p_tenant_id AND c.card_id = p_card_id AND c.deleted_at IS NULL;
-    IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'CKNFD', MESSAGE = 'No such card.';
-    END IF;
+    PERFORM cards._require_live_card(p_tenant_id, p_card_id);  -- sql/functions/40_card_lifecycle.sql
 
     -- The primary key makes the dedupe exact: a concurrent identical report waits for
     -- this one's commit and then finds the conflict.

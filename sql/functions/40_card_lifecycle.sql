@@ -81,6 +81,23 @@ BEGIN
 END
 $$;
 
+-- This id, when it names a live card of the tenant; else CKNFD. For callers that need
+-- no more of the card than that it is there (usage reports, history).
+CREATE OR REPLACE FUNCTION cards._require_live_card(p_tenant_id uuid, p_card_id uuid)
+RETURNS uuid
+LANGUAGE plpgsql
+STABLE
+AS $$
+BEGIN
+    PERFORM FROM cards.cards AS c
+    WHERE c.tenant_id = p_tenant_id AND c.card_id = p_card_id AND c.deleted_at IS NULL;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION USING ERRCODE = 'CKNFD', MESSAGE = 'No such card.';
+    END IF;
+    RETURN p_card_id;
+END
+$$;
+
 -- The live card with this id, locked for update when asked, or CKNFD.
 CREATE OR REPLACE FUNCTION cards._live_card(p_tenant_id uuid, p_card_id uuid, p_lock boolean)
 RETURNS cards.cards

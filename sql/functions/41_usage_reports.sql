@@ -12,14 +12,14 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_card cards.cards;
+    v_card_id uuid;
     v_limit integer;
     v_position jsonb;
     v_after_at timestamptz;
     v_result json;
 BEGIN
     PERFORM cards._enter_tenant(p_tenant_id);
-    v_card := cards._live_card(p_tenant_id, cards._card_id(p_card_id), false);
+    v_card_id := cards._require_live_card(p_tenant_id, cards._card_id(p_card_id));
     v_limit := cards._page_limit(p_limit);
     v_position := cards._decode_cursor(p_cursor);
     IF v_position IS NOT NULL AND (
@@ -36,7 +36,7 @@ BEGIN
         ) AS n
         FROM cards.card_usage AS u
         WHERE
-            u.tenant_id = p_tenant_id AND u.card_id = v_card.card_id
+            u.tenant_id = p_tenant_id AND u.card_id = v_card_id
             AND u.recorded_at > '-infinity'  -- names card_usage_card_newest (sql/schema/0003)
             AND (
                 v_position IS NULL
