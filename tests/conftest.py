@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import io
+import json
 import logging
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -18,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import aiohttp
 import jwt
 import psycopg
 import pytest
@@ -235,3 +238,42 @@ async def raw_request(client, head: str | bytes, *parts: bytes) -> tuple[int, by
     writer.close()
     status = int(answer.split(b" ", 2)[1])
     return status, answer.partition(b"\r\n\r\n")[2]
+
+
+# --- gateway processes and held keys, shared by the process and fault tests ---
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def gateway_env(**values: str) -> dict[str, str]:
+    """This environment without any gateway setting of its own, plus `values`."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL" and not k.startswith("CARDS_")}
+    return env | values
+
+
+async def wait_until_up(port: int, process, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline:
+            assert process.returncode is None, "the process exited"
+            try:
+                async with http.get(f"http://127.0.0.1:{port}/health") as response:
+                    if response.status == 200:
+                        return
+            except aiohttp.ClientConnectionError:
+                await asyncio.sleep(0.1)
+    raise AssertionError(f"nothing answered on port {port}")
+
+
+def hold_key(admin, tenant, key: str) -> psycopg.Connection:
+    """A trusted job that claimed `key` and has not committed yet: requests with it must wait."""
+    job = psycopg.connect(admin.dsn)
+    job.execute(
+        "SELECT * FROM cards.batch_create(%s, %s, %s)", (tenant.id, json.dumps(cards("a")["cards"]), key)
+    )
+    return job

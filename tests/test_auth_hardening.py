@@ -17,9 +17,7 @@ from gateway.auth import Throttle
 from gateway.config import Config, ConfigError
 from gateway.openapi import SPEC
 
-from .conftest import JWT_SECRET, ROOT, cards, make_jwt
-from .test_errors import _hold_key
-from .test_process import _env, _free_port, _wait_until_up
+from .conftest import JWT_SECRET, ROOT, cards, free_port, gateway_env, hold_key, make_jwt, wait_until_up
 
 RETRIEVE = "/api/v1/cards/retrieve"
 ANY_IDS = {"ids": [str(uuid.uuid4())]}
@@ -177,8 +175,8 @@ async def test_no_key_or_token_reaches_the_gateways_log_even_at_debug(database, 
     basic = base64.b64encode(b"user:hunter2-password").decode()
     secrets = [tenant.key, revoked.key, suspended.key, unknown, good_jwt, bad_jwt, expired_jwt, basic]
 
-    port, log = _free_port(), tmp_path / "gateway.log"
-    env = _env(
+    port, log = free_port(), tmp_path / "gateway.log"
+    env = gateway_env(
         DATABASE_URL=database,
         PORT=str(port),
         CARDS_JWT_SECRET=JWT_SECRET,
@@ -192,7 +190,7 @@ async def test_no_key_or_token_reaches_the_gateways_log_even_at_debug(database, 
             sys.executable, "-m", "gateway", env=env, cwd=ROOT, stdout=out, stderr=out
         )
     try:
-        await _wait_until_up(port, process)
+        await wait_until_up(port, process)
         base = f"http://127.0.0.1:{port}"
         statuses = []
         async with aiohttp.ClientSession() as http:
@@ -212,7 +210,7 @@ async def test_no_key_or_token_reaches_the_gateways_log_even_at_debug(database, 
             await call(tenant.key, f"/api/v1/cards/{uuid.uuid4()}/restore")  # 404
             await call(tenant.key, "/api/v1/cards/batch", data=b"{", headers={"Content-Type": "text/plain"})
             await call(tenant.key, f"/api/v1/cards/batch?token={tenant.key}", json={"cards": []})
-            job = _hold_key(admin, tenant, "held")  # a statement that times out: 504, logged as a warning
+            job = hold_key(admin, tenant, "held")  # a statement that times out: 504, logged as a warning
             try:
                 held = {"Idempotency-Key": "held"}
                 await call(tenant.key, "/api/v1/cards/batch", headers=held, json=cards("a"))

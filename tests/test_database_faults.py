@@ -34,8 +34,7 @@ from gateway.app import init_app
 from gateway.config import Config
 from gateway.db import COMMAND_GRACE_S
 
-from .conftest import ROOT, Admin, Tenant
-from .test_process import _free_port
+from .conftest import ROOT, Admin, Tenant, free_port
 
 PGCLUSTER = ROOT / "scripts" / "pgcluster"
 CONFIG = {"pool_min": 2, "pool_max": 8, "pool_timeout_s": 0.5, "statement_timeout_ms": 1000}
@@ -82,7 +81,7 @@ def _pgcluster(*args: object) -> None:
 @pytest.fixture(scope="module")
 def fault_cluster() -> Iterator[tuple[str, Path, int]]:
     """A cluster of this module's own, migrated, durable on commit; destroyed afterwards."""
-    datadir, port = ROOT / ".data" / f"pytest-faults-{os.getpid()}", _free_port()
+    datadir, port = ROOT / ".data" / f"pytest-faults-{os.getpid()}", free_port()
     _pgcluster("start", datadir, port, "test")
     try:
         server = f"postgresql://postgres@127.0.0.1:{port}/postgres"

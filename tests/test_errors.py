@@ -9,12 +9,11 @@ import logging
 import uuid
 
 import asyncpg
-import psycopg
 import pytest
 
 from gateway.errors import PROBLEMS, from_database
 
-from .conftest import cards
+from .conftest import cards, hold_key
 
 ANY_IDS = {"ids": [str(uuid.uuid4())]}
 
@@ -115,18 +114,9 @@ async def test_an_api_request_is_503_with_retry_after_when_the_database_is_unrea
     assert 'cards_db_errors_total{kind="unavailable"} 1.0' in metrics
 
 
-def _hold_key(admin, tenant, key: str) -> psycopg.Connection:
-    """A trusted job that claimed `key` and has not committed yet: requests with it must wait."""
-    job = psycopg.connect(admin.dsn)
-    job.execute(
-        "SELECT * FROM cards.batch_create(%s, %s, %s)", (tenant.id, json.dumps(cards("a")["cards"]), key)
-    )
-    return job
-
-
 async def test_a_request_is_503_when_no_pool_connection_frees_up_in_time(make_client, admin, tenant):
     client = await make_client(pool_min=1, pool_max=1, pool_timeout_s=0.2)
-    job = _hold_key(admin, tenant, "held")
+    job = hold_key(admin, tenant, "held")
     try:
         blocked = asyncio.create_task(
             client.post(
@@ -147,7 +137,7 @@ async def test_a_request_is_503_when_no_pool_connection_frees_up_in_time(make_cl
 
 async def test_a_statement_over_the_timeout_is_504(make_client, admin, tenant):
     client = await make_client(statement_timeout_ms=200)
-    job = _hold_key(admin, tenant, "slow")
+    job = hold_key(admin, tenant, "slow")
     try:
         response = await client.post(
             "/api/v1/cards/batch", json=cards("a"), headers=tenant.jwt() | {"Idempotency-Key": "slow"}

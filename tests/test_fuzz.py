@@ -5,9 +5,7 @@ one regression test for each defect a fuzz run (docs/FUZZING.md) or the soak (do
 from __future__ import annotations
 
 import json
-import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -20,26 +18,19 @@ import pytest
 from gateway.openapi import PARAMETERS, PATHS, SCHEMAS, SPEC
 from scripts.fuzz import run_schemathesis, summarize, unexpected_errors
 
-from .conftest import ROOT, cards, create
+from .conftest import ROOT, cards, create, free_port, gateway_env
 
 # The short run: every phase and check of scripts/fuzz.toml, 20 examples each (≈950 cases, 20-40 s).
 SEED = 20261126
 EXAMPLES = 20
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def gateway_process(database, tmp_path):
     """`python -m gateway` on the session's database, on a free loopback port; its log in a file."""
-    port, log_path = _free_port(), tmp_path / "gateway.log"
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL" and not k.startswith("CARDS_")}
+    port, log_path = free_port(), tmp_path / "gateway.log"
     # The fuzzer sends hundreds of unauthenticated requests from one address on purpose.
-    env |= {"DATABASE_URL": database, "PORT": str(port), "CARDS_AUTH_FAILURE_LIMIT": "0"}
+    env = gateway_env(DATABASE_URL=database, PORT=str(port), CARDS_AUTH_FAILURE_LIMIT="0")
     with open(log_path, "wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "gateway"], cwd=ROOT, env=env, stdout=log, stderr=log

@@ -26,9 +26,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from .conftest import JWT_SECRET, ROOT, Admin, Tenant
-from .test_errors import _hold_key
-from .test_process import _env, _free_port, _wait_until_up
+from .conftest import JWT_SECRET, ROOT, Admin, Tenant, free_port, gateway_env, hold_key, wait_until_up
 
 WORKERS = 6
 KILL_AFTER = 30  # answered batches before the kill
@@ -48,12 +46,14 @@ class Crash:
 
 
 async def _start(database: str, port: int, log: Path):
-    env = _env(DATABASE_URL=database, PORT=str(port), CARDS_JWT_SECRET=JWT_SECRET, CARDS_LOG_LEVEL="DEBUG")
+    env = gateway_env(
+        DATABASE_URL=database, PORT=str(port), CARDS_JWT_SECRET=JWT_SECRET, CARDS_LOG_LEVEL="DEBUG"
+    )
     with log.open("ab") as out:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "gateway", env=env, cwd=ROOT, stdout=out, stderr=out
         )
-    await _wait_until_up(port, process)
+    await wait_until_up(port, process)
     return process
 
 
@@ -73,7 +73,7 @@ async def _until_a_statement_waits_on_a_lock(admin: Admin) -> None:
 
 async def _run_crash(database: str, admin: Admin, tenant: Tenant, log: Path) -> Crash:
     rng = random.Random(3)
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}/api/v1/cards/batch"
     batches: dict[str, dict] = {}
     first: dict[str, int] = {}
@@ -110,7 +110,7 @@ async def _run_crash(database: str, admin: Admin, tenant: Tenant, log: Path) -> 
             workers = [asyncio.create_task(stream(http, n)) for n in range(WORKERS)]
             await asyncio.wait_for(answered.wait(), 30)
             batches[HELD] = {"cards": [{"title": f"{HELD}/{j}", "content": {"j": j}} for j in range(3)]}
-            job = _hold_key(admin, tenant, HELD)
+            job = hold_key(admin, tenant, HELD)
             try:
                 held = asyncio.create_task(send(http, HELD))
                 await _until_a_statement_waits_on_a_lock(admin)

@@ -11,48 +11,21 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 from asyncio.subprocess import PIPE, STDOUT
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from .conftest import JWT_SECRET, ROOT, cards
-from .test_errors import _hold_key
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _env(**values: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL" and not k.startswith("CARDS_")}
-    return env | values
+from .conftest import JWT_SECRET, ROOT, cards, free_port, gateway_env, hold_key, wait_until_up
 
 
 def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # as in a terminal, even if our parent ignores it
 
 
-async def _wait_until_up(port: int, process, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    async with aiohttp.ClientSession() as http:
-        while time.monotonic() < deadline:
-            assert process.returncode is None, "the process exited"
-            try:
-                async with http.get(f"http://127.0.0.1:{port}/health") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                await asyncio.sleep(0.1)
-    raise AssertionError(f"nothing answered on port {port}")
-
-
 def test_a_bad_setting_stops_the_gateway_with_a_message_naming_it():
-    env = _env(DATABASE_URL="postgresql://nowhere/db", CARDS_DB_POOL_MAX="lots")
+    env = gateway_env(DATABASE_URL="postgresql://nowhere/db", CARDS_DB_POOL_MAX="lots")
     result = subprocess.run(
         [sys.executable, "-m", "gateway"], env=env, cwd=ROOT, capture_output=True, text=True
     )
@@ -61,12 +34,14 @@ def test_a_bad_setting_stops_the_gateway_with_a_message_naming_it():
 
 
 async def test_sigterm_lets_the_request_in_flight_finish_then_exits_cleanly(database, admin, tenant):
-    port = _free_port()
-    env = _env(DATABASE_URL=database, PORT=str(port), CARDS_JWT_SECRET=JWT_SECRET, CARDS_LOG_LEVEL="WARNING")
+    port = free_port()
+    env = gateway_env(
+        DATABASE_URL=database, PORT=str(port), CARDS_JWT_SECRET=JWT_SECRET, CARDS_LOG_LEVEL="WARNING"
+    )
     process = await asyncio.create_subprocess_exec(sys.executable, "-m", "gateway", env=env, cwd=ROOT)
     try:
-        await _wait_until_up(port, process)
-        job = _hold_key(admin, tenant, "in-flight")  # the request below waits on it for ~1 s
+        await wait_until_up(port, process)
+        job = hold_key(admin, tenant, "in-flight")  # the request below waits on it for ~1 s
         async with aiohttp.ClientSession() as http:
             request = asyncio.create_task(
                 http.post(
@@ -103,7 +78,9 @@ async def _run_dev(
 ) -> tuple[str, list[str]]:
     """Starts run-dev, tries the printed curl, stops it with Ctrl-C (or `signals`, 20 ms apart);
     answers the key and the output."""
-    env = _env(PORT=str(port), DEV_PGDATA=str(datadir), DEV_PGPORT=str(pgport), CARDS_LOG_LEVEL="WARNING")
+    env = gateway_env(
+        PORT=str(port), DEV_PGDATA=str(datadir), DEV_PGPORT=str(pgport), CARDS_LOG_LEVEL="WARNING"
+    )
     process = await asyncio.create_subprocess_exec(
         ROOT / "scripts" / "run-dev", env=env, cwd=ROOT, stdout=PIPE, preexec_fn=_default_sigint
     )
@@ -112,7 +89,7 @@ async def _run_dev(
         while not lines or "Ctrl-C stops" not in lines[-1]:
             lines.append((await asyncio.wait_for(process.stdout.readline(), 60)).decode())
             assert lines[-1], "run-dev ended early: " + "".join(lines)
-        await _wait_until_up(port, process)
+        await wait_until_up(port, process)
         output = "".join(lines)
         curl = output[output.index("curl -s") : output.index("Ctrl-C")].strip()
         shell = await asyncio.create_subprocess_exec("bash", "-c", curl, stdout=PIPE, stderr=STDOUT)
@@ -132,7 +109,7 @@ async def _run_dev(
 
 
 async def test_run_dev_serves_a_working_curl_example_and_ctrl_c_leaves_nothing_running(dev_cluster_dir):
-    port, pgport = _free_port(), _free_port()
+    port, pgport = free_port(), free_port()
     key, _ = await _run_dev(dev_cluster_dir, port, pgport)
     assert not (dev_cluster_dir / "postmaster.pid").exists()  # the cluster is stopped
     with pytest.raises(OSError):
@@ -144,6 +121,6 @@ async def test_run_dev_serves_a_working_curl_example_and_ctrl_c_leaves_nothing_r
 async def test_run_dev_stopped_by_sigterm_twice_still_stops_the_cluster(dev_cluster_dir):
     """`make run` passes a SIGTERM on to run-dev, which may have had its own (a TERM to the whole
     process group): the second arrives while it stops the gateway, and must not cut that short."""
-    port, pgport = _free_port(), _free_port()
+    port, pgport = free_port(), free_port()
     await _run_dev(dev_cluster_dir, port, pgport, signals=(signal.SIGTERM, signal.SIGTERM))
     assert not (dev_cluster_dir / "postmaster.pid").exists()

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from .conftest import free_port
+
 ROOT = Path(__file__).resolve().parent.parent
 PROMETHEUS = Path("/usr/bin/prometheus")
 RULE_FILES = sorted((ROOT / "deploy" / "prometheus" / "rules").glob("*.yml"))
@@ -37,12 +38,6 @@ WAIT_S = 30.0
 pytestmark = pytest.mark.skipif(
     not PROMETHEUS.exists(), reason="/usr/bin/prometheus is missing (Debian package `prometheus`)"
 )
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def request(url: str, body: Any = None, headers: dict[str, str] | None = None) -> tuple[int, bytes]:

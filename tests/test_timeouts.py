@@ -15,8 +15,7 @@ import pytest
 from gateway.config import Config, ConfigError
 from gateway.openapi import SPEC
 
-from .conftest import cards
-from .test_errors import _hold_key
+from .conftest import cards, hold_key
 
 ANY_IDS = {"ids": [str(uuid.uuid4())]}
 
@@ -54,7 +53,7 @@ async def test_requests_queued_for_a_pool_connection_get_503_with_retry_after_wh
     make_client, admin, tenant
 ):
     client = await make_client(pool_min=1, pool_max=1, pool_timeout_s=0.3)
-    job = _hold_key(admin, tenant, "held")  # the first request holds the only connection while it waits
+    job = hold_key(admin, tenant, "held")  # the first request holds the only connection while it waits
     try:
         holder = asyncio.create_task(
             client.post(
