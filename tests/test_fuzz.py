@@ -304,3 +304,33 @@ def test_retrieve_reads_only_the_cards_asked_for_whatever_the_statistics_say(dat
     assert [card["id"] for card in answer["cards"]] == [str(i) for i in ids]
     read = sum(scan["Actual Rows"] * scan["Actual Loops"] for scan in _scans_of(plan, "cards"))
     assert read <= len(ids), f"{read} card rows read for {len(ids)} ids"
+
+
+def test_a_repeated_report_finds_its_first_through_the_primary_key_on_a_hot_card(database):
+    """Found by `make bench` (hot card): with the statistics taken while every card had one event,
+    track_usage's lookup of a repeat read the hot card's whole history. This checks the statement
+    the function runs (sql/tests/20_usage_repeat_lookup_plan.sql checks the same shape by hand)."""
+    with psycopg.connect(database, autocommit=True) as conn:
+        tenant = _new_tenant_with_cards(conn, "hot repeat", 1000)
+        conn.execute(
+            "SELECT count(cards.track_usage(%s, c.card_id, 'seed-workflow', 'seed'))"
+            " FROM cards.cards AS c WHERE c.tenant_id = %s",
+            (tenant, tenant),
+        )
+        conn.execute("ANALYZE cards.card_usage")
+        hot = conn.execute(
+            "SELECT min(card_id::text)::uuid FROM cards.cards WHERE tenant_id = %s", (tenant,)
+        ).fetchone()[0]
+        conn.execute(
+            "SELECT count(cards.track_usage(%s, %s, 'runs', 'run ' || g)) FROM generate_series(1, 3000) AS g",
+            (tenant, hot),
+        )
+        answer, plan = _explained(
+            conn,
+            "u.run_id = p_run_id",
+            "SELECT cards.track_usage(%s, %s, 'seed-workflow', 'seed')",
+            (tenant, hot),
+        )
+    assert answer["deduplicated"] is True
+    scans = _scans_of(plan, "card_usage")
+    assert [scan.get("Index Name") for scan in scans] == ["card_usage_pkey"], scans
