@@ -12,6 +12,9 @@ DEV_PGPORT  ?= 54329
 TEST_PGDATA := .data/test-pg
 TEST_PGPORT ?= 54331
 TEST_DSN    := postgresql://postgres@127.0.0.1:$(TEST_PGPORT)/postgres
+# bench-smoke's own cluster and gateway (settable, so two checkouts can run `make test` at once).
+SMOKE_PGPORT ?= 54362
+SMOKE_GWPORT ?= 18004
 
 .PHONY: help deps bench-deps run migrate retention test lint lint-sql lint-python test-deploy \
         test-sql test-python test-cluster-up test-cluster-down bench bench-smoke fuzz soak clean
@@ -85,7 +88,7 @@ bench: deps bench-deps ## every endpoint: pgbench vs gateway (wrk) at 4/16/64 co
 	@$(PY) -m bench.run --size $(SIZE)
 
 bench-smoke: deps ## the bench harness end to end in under a minute (checks the harness, not speed)
-	@$(PY) -m bench.run --smoke
+	@$(PY) -m bench.run --smoke --pg-port $(SMOKE_PGPORT) --gw-port $(SMOKE_GWPORT)
 
 fuzz: deps ## Schemathesis from /openapi.json, at least 1,000 cases; results in docs/FUZZING.md
 	@$(PY) -m scripts.fuzz
