@@ -6,6 +6,7 @@ import asyncpg
 
 from .config import Config
 from .errors import DatabaseTimeout, DatabaseUnavailable
+from .limits import TenantSlots
 
 GATEWAY_ROLE = "cards_gateway"
 # The server's statement_timeout ends a slow statement with an answer (57014). A server that does
@@ -20,12 +21,14 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
 
 
 class Database:
-    """The pool, plus the count of requests waiting for one of its connections."""
+    """The pool, the count of requests waiting for one of its connections, and each tenant's share
+    of it (`slots`: a tenant's calls hold one while they run)."""
 
     def __init__(self, config: Config) -> None:
         self.config = config
         self.waiters = 0
         self.pool: asyncpg.Pool | None = None
+        self.slots = TenantSlots(config.tenant_pool_cap, config.pool_timeout_s)
 
     async def open(self) -> None:
         c = self.config

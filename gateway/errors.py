@@ -12,6 +12,8 @@ PROBLEMS: dict[str, tuple[int, str, tuple[str, ...]]] = {
     "invalid-idempotency-key": (400, "Invalid Idempotency-Key", ("CKIKI",)),
     "unauthorized": (401, "Unauthorized", ()),
     "forbidden": (403, "Forbidden", ("CKFBD",)),
+    "insufficient-scope": (403, "Insufficient Scope", ()),
+    "quota-exceeded": (403, "Quota Exceeded", ("CKQTA",)),
     "not-found": (404, "Not Found", ("CKNFD",)),
     "method-not-allowed": (405, "Method Not Allowed", ()),
     "request-timeout": (408, "Request Timeout", ()),
@@ -49,9 +51,17 @@ class DatabaseTimeout(Exception):
 class Problem(Exception):
     """An error answered as `application/problem+json`."""
 
-    def __init__(self, slug: str, detail: str, *, errors: list | None = None, headers: dict | None = None):
+    def __init__(
+        self,
+        slug: str,
+        detail: str,
+        *,
+        errors: list | None = None,
+        errors_total: int | None = None,
+        headers: dict | None = None,
+    ):
         super().__init__(detail)
-        self.slug, self.detail, self.errors = slug, detail, errors
+        self.slug, self.detail, self.errors, self.errors_total = slug, detail, errors, errors_total
         self.status, self.title, _ = PROBLEMS[slug]
         self.headers = dict(headers or {})
         if self.status == 401:
@@ -64,6 +74,8 @@ class Problem(Exception):
         body |= {"detail": self.detail, "trace_id": trace_id}
         if self.errors is not None:
             body["errors"] = self.errors
+        if self.errors_total is not None:
+            body["errors_total"] = self.errors_total
         response = web.Response(
             status=self.status,
             body=orjson.dumps(body),

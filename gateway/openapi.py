@@ -1,17 +1,16 @@
-"""The OpenAPI 3.1 description of the contract (../shared/API.md), served at /openapi.json, and
-the /docs page generated from it (plain HTML: no scripts, no CDN)."""
+"""The OpenAPI 3.1 vocabulary of the API (schemas, parameters, headers, problems, links) and the
+document built from the route table (gateway/routes.py), served at /openapi.json, with the /docs page."""
 
 from __future__ import annotations
 
 import html
-
-import orjson
+import re
 
 from . import __version__
 from .errors import PROBLEMS, Problem
 
 
-def _ref(kind: str, name: str) -> dict:
+def ref(kind: str, name: str) -> dict:
     return {"$ref": f"#/components/{kind}/{name}"}
 
 
@@ -98,7 +97,7 @@ SCHEMAS = {
         "type": "object",
         "required": ["cards", "next_cursor"],
         "properties": {
-            "cards": {"type": "array", "items": _ref("schemas", "Card")},
+            "cards": {"type": "array", "items": ref("schemas", "Card")},
             "next_cursor": {
                 "type": ["string", "null"],
                 "description": "The `cursor` of the next page (with the same filters); null on the last.",
@@ -165,7 +164,7 @@ SCHEMAS = {
         "additionalProperties": False,
         "required": ["cards"],
         "properties": {
-            "cards": {"type": "array", "minItems": 1, "maxItems": 1000, "items": _ref("schemas", "CardInput")}
+            "cards": {"type": "array", "minItems": 1, "maxItems": 1000, "items": ref("schemas", "CardInput")}
         },
     },
     "BatchResponse": {
@@ -199,7 +198,7 @@ SCHEMAS = {
         "type": "object",
         "required": ["cards", "missing"],
         "properties": {
-            "cards": {"type": "array", "items": _ref("schemas", "Card")},
+            "cards": {"type": "array", "items": ref("schemas", "Card")},
             "missing": {"type": "array", "items": UUID},
         },
     },
@@ -260,6 +259,16 @@ HEADERS = {
     "Allow": {"description": "The methods the route accepts.", "schema": {"type": "string"}},
     "ETag": {
         "description": 'The card\'s version as a strong entity tag, e.g. `"3"`; send it back in `If-Match`.',
+        "schema": {"type": "string"},
+    },
+    "RateLimit-Policy": {
+        "description": "The tenant's rate limit (IETF httpapi draft): "
+        '`"tenant";q=<burst>;w=<seconds to refill it>`.',
+        "schema": {"type": "string"},
+    },
+    "RateLimit": {
+        "description": "What is left of it: "
+        '`"tenant";r=<requests left>;t=<seconds until the burst is whole>`.',
         "schema": {"type": "string"},
     },
     "Idempotent-Replayed": {
@@ -380,8 +389,13 @@ _WHEN = {
     "one (`field`: the body field or the parameter), with `index` for an item of the request's array.",
     "idempotency-key-reused": "The key was used before with a different body.",
     "precondition-required": "`If-Match` is missing.",
-    "rate-limited": "Too many failed authentications from this client address (30 a minute unless "
-    "configured): every API request from it is refused until `Retry-After` seconds have passed.",
+    "rate-limited": "The tenant's rate limit is spent (RateLimit headers say how it stands), the tenant "
+    "already has its share of the database connections busy, or too many authentications failed from "
+    "this client's network (30 a minute unless configured; only failing attempts are refused). Retry "
+    "after `Retry-After` seconds.",
+    "insufficient-scope": "The credential does not grant the scope this route needs (`cards:read`, "
+    "`cards:write` or `usage:write`).",
+    "quota-exceeded": "The tenant's card quota would be exceeded; nothing was written. Not worth retrying.",
     "internal-error": "An unexpected error; it is logged under the trace_id.",
     "service-unavailable": "The database is unreachable, busy or on another schema version; retry.",
     "gateway-timeout": "The database did not answer in time (the statement timeout); retry.",
@@ -397,15 +411,15 @@ def _problems(*slugs: str) -> dict:
             str(status),
             {
                 "description": "",
-                "headers": {"X-Trace-ID": _ref("headers", "X-Trace-ID")},
+                "headers": {"X-Trace-ID": ref("headers", "X-Trace-ID")},
                 "content": {
-                    "application/problem+json": {"schema": _ref("schemas", "Problem"), "examples": {}}
+                    "application/problem+json": {"schema": ref("schemas", "Problem"), "examples": {}}
                 },
             },
         )
         response["description"] += f"`{slug}`: {_WHEN[slug]} "
         for header in Problem(slug, "").headers:  # what errors.Problem sends with this slug
-            response["headers"][header] = _ref("headers", header)
+            response["headers"][header] = ref("headers", header)
         example = {"type": f"/problems/{slug}", "title": title, "status": status, "detail": _WHEN[slug]}
         example["trace_id"] = "4bf92f3577b34da6a3ce929d0e0e4736"
         if slug == "validation-error":
@@ -416,7 +430,7 @@ def _problems(*slugs: str) -> dict:
     return by_status
 
 
-def _ok(
+def ok(
     description: str,
     schema: str | None,
     links: dict | None = None,
@@ -424,10 +438,10 @@ def _ok(
 ) -> dict:
     response = {
         "description": description,
-        "headers": {"X-Trace-ID": _ref("headers", "X-Trace-ID"), **headers},
+        "headers": {"X-Trace-ID": ref("headers", "X-Trace-ID"), **headers},
     }
     if schema is not None:
-        response["content"] = {"application/json": {"schema": _ref("schemas", schema)}}
+        response["content"] = {"application/json": {"schema": ref("schemas", schema)}}
     if links:
         response["links"] = links
     return response
@@ -445,7 +459,7 @@ def _link(op_id: str, description: str, parameters: dict | None = None, body: ob
     return link
 
 
-def _card_links(card_id: str, etag: str = "*") -> dict:
+def card_links(card_id: str, etag: str = "*") -> dict:
     """The operations on one card, given the runtime expression of its id (and of its ETag)."""
     card = {"path.id": card_id}
     return {
@@ -461,9 +475,9 @@ def _card_links(card_id: str, etag: str = "*") -> dict:
     }
 
 
-_FIRST_CARD = "$response.body#/cards/0/id"
-_THIS_CARD = _card_links("$response.body#/id", "$response.header.ETag")
-_BATCH_LINKS = _card_links(_FIRST_CARD) | {
+FIRST_CARD = "$response.body#/cards/0/id"
+THIS_CARD = card_links("$response.body#/id", "$response.header.ETag")
+BATCH_LINKS = card_links(FIRST_CARD) | {
     "ReplayBatch": _link(
         "createCards",
         "The same request with the same Idempotency-Key: its stored answer, replayed.",
@@ -471,11 +485,11 @@ _BATCH_LINKS = _card_links(_FIRST_CARD) | {
         "$request.body",
     )
 }
-_DELETED_LINKS = {
+DELETED_LINKS = {
     "GetDeletedCard": _link("getCard", "A deleted card is not found.", {"path.id": "$request.path.id"}),
     "RestoreCard": _link("restoreCard", "Bring the card back.", {"path.id": "$request.path.id"}),
 }
-_USAGE_LINKS = _card_links("$response.body#/card_id") | {
+USAGE_LINKS = card_links("$response.body#/card_id") | {
     "RepeatUsage": _link(
         "trackUsage",
         "The same report again: deduplicated.",
@@ -483,8 +497,8 @@ _USAGE_LINKS = _card_links("$response.body#/card_id") | {
         {"workflow_id": "$request.body#/workflow_id", "run_id": "$request.body#/run_id"},
     )
 }
-_LIST_LINKS = {
-    "GetCard": _link("getCard", "Read the first card of the page.", {"path.id": _FIRST_CARD}),
+LIST_LINKS = {
+    "GetCard": _link("getCard", "Read the first card of the page.", {"path.id": FIRST_CARD}),
     # A link cannot copy the filters only when they were given; a cursor is valid only with its
     # filters (else 422), so this is the next page of an unfiltered listing.
     "NextPage": _link(
@@ -493,7 +507,7 @@ _LIST_LINKS = {
         {"query.cursor": "$response.body#/next_cursor"},
     ),
 }
-_USAGE_PAGE_LINKS = {
+USAGE_PAGE_LINKS = {
     "NextPage": _link(
         "cardUsageHistory",
         "The next page.",
@@ -502,297 +516,150 @@ _USAGE_PAGE_LINKS = {
 }
 
 
-_API_ERRORS = ("unauthorized", "forbidden", "rate-limited", "internal-error")
+_API_ERRORS = ("unauthorized", "forbidden", "insufficient-scope", "rate-limited", "internal-error")
 _API_ERRORS += ("service-unavailable", "gateway-timeout")
 _BODY_ERRORS = ("malformed-json", "request-timeout", "payload-too-large", "unsupported-media-type")
 _BODY_ERRORS += ("validation-error",)
 
 
-def _api(
-    method: str, op_id: str, summary: str, description: str, ok: dict, *, request=None, params=(), errors=()
-) -> dict:
-    """An /api/ operation; `request` names the schema of its JSON body, if it takes one."""
+def H(name: str) -> dict:
+    """A reference to a response header of components/headers."""
+    return ref("headers", name)
+
+
+# Every /api/ answer carries the tenant's rate limit headers (on a 401 there is no tenant yet).
+ANSWER_HEADERS = {"X-Trace-ID": H("X-Trace-ID")}
+TEXT = {"type": "string"}
+
+
+def content(media_type: str, schema: dict) -> dict:
+    return {"content": {media_type: {"schema": schema}}}
+
+
+READY_SCHEMA = {
+    "type": "object",
+    "required": ["status", "schema_version"],
+    "properties": {"status": {"const": "ready"}, "schema_version": {"type": "integer"}},
+}
+_SEGMENT = re.compile(r"\{(\w+):")
+_CALLED = re.compile(r"\b(cards\.\w+)\(")
+
+
+def template(path: str) -> str:
+    """An aiohttp path with its regex segments written as templates: `{id:…}` → `{id}` (the regex
+    may hold braces of its own)."""
+    out, start = [], 0
+    for match in _SEGMENT.finditer(path):
+        if match.start() < start:
+            continue
+        depth, end = 1, match.end()
+        while depth:
+            depth += {"{": 1, "}": -1}.get(path[end], 0)
+            end += 1
+        out += [path[start : match.start()], "{", match.group(1), "}"]
+        start = end
+    return "".join([*out, path[start:]])
+
+
+def called_function(sql: str) -> str:
+    """The function a route's statement calls."""
+    return _CALLED.search(sql).group(1)
+
+
+def _operation(route) -> dict:
+    if route.scope is None:  # an operations route: no credentials, no rate limit
+        return {
+            "operationId": route.operation_id,
+            "tags": ["operations"],
+            "summary": route.summary,
+            "description": route.description,
+            "security": [],
+            "parameters": [ref("parameters", "TraceId")],
+            "responses": route.responses | _problems(*route.errors),
+        }
     op = {
-        "operationId": op_id,
+        "operationId": route.operation_id,
         "tags": ["cards"],
-        "summary": summary,
-        "description": description,
-        "security": [{"bearer": []}],
-        "parameters": [_ref("parameters", p) for p in ("TraceId", *params)],
+        "summary": route.summary,
+        "description": f"{route.description} Needs the scope `{route.scope}`.",
+        "security": [{"bearer": [route.scope]}],
+        "parameters": [ref("parameters", p) for p in ("TraceId", *route.params)],
     }
-    if request is not None:
+    errors = route.errors
+    if route.request is not None:
         op["requestBody"] = {
             "required": True,
-            "content": {"application/json": {"schema": _ref("schemas", request)}},
+            "content": {"application/json": {"schema": ref("schemas", route.request)}},
         }
         errors = (*_BODY_ERRORS, *errors)
-    responses = ok | _problems(*errors, *_API_ERRORS)
-    op["responses"] = dict(sorted(responses.items()))
-    return {method: op}
+    responses = route.responses | _problems(*errors, *_API_ERRORS)
+    limits = {"RateLimit-Policy": H("RateLimit-Policy"), "RateLimit": H("RateLimit")}
+    op["responses"] = {
+        status: response if status == "401" else response | {"headers": response["headers"] | limits}
+        for status, response in sorted(responses.items())
+    }
+    return op
 
 
-def _ops(op_id: str, summary: str, description: str, ok: dict, *errors: str) -> dict:
+def document(routes) -> dict:
+    """The OpenAPI 3.1 document of the route table."""
+    paths: dict[str, dict] = {}
+    for route in routes:
+        paths.setdefault(route.template, {})[route.method.lower()] = _operation(route)
     return {
-        "get": {
-            "operationId": op_id,
-            "tags": ["operations"],
-            "summary": summary,
-            "description": description,
-            "security": [],
-            "parameters": [_ref("parameters", "TraceId")],
-            "responses": ok | _problems(*errors),
-        }
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Cards API",
+            "version": __version__,
+            "description": "Reusable content cards for workflow runs, per tenant. Every `/api/` route "
+            "needs `Authorization: Bearer <API key or JWT>` granting the route's scope, and answers with "
+            "the tenant's `RateLimit-Policy` and `RateLimit` headers. Every response carries `X-Trace-ID`. "
+            "Errors are RFC 9457 `application/problem+json`; any route answers 404 `not-found` when it "
+            "does not exist and 405 `method-not-allowed` (with `Allow`) for a method it does not accept. "
+            "The card lifecycle routes (`GET`/`PATCH`/`DELETE /api/v1/cards/{id}`, `…/restore`, the "
+            "listing, usage history and summary) answer 422 validation-error naming any query parameter "
+            "they do not define, one given twice, or one holding NUL (`%00`). The HTTP layer refuses a "
+            "request line over 128 KiB or a header field over 8 KiB with a plain-text 400 before the API "
+            "sees it; parameters within their bounds never reach either.",
+        },
+        "servers": [{"url": "/"}],
+        "tags": [{"name": "cards"}, {"name": "operations"}],
+        "paths": paths,
+        "components": {
+            "schemas": SCHEMAS,
+            "parameters": PARAMETERS,
+            "headers": HEADERS,
+            "securitySchemes": {
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "An API key from `cards.create_api_key` (`ck_…`), or a JWT carrying "
+                    "`tenant_id` (UUID) and `exp` (HS256 with a configured secret, chosen by `kid`; or "
+                    "RS256/ES256 with a public key of the configured JWKS file). Scopes: `cards:read`, "
+                    "`cards:write`, `usage:write` (a key's own; a JWT's `scope` claim, all three when it "
+                    "has none). A revoked or expired key stops working within 5 s; a suspended or unknown "
+                    "tenant gets 403.",
+                }
+            },
+        },
     }
 
 
-PATHS = {
-    "/api/v1/cards/batch": _api(
-        "post",
-        "createCards",
-        "Create cards in bulk, atomically, with content deduplication",
-        "Every item is valid and the whole batch commits, or nothing is written and the answer is 422 "
-        "listing every invalid item by `index`. An item whose content_hash matches a live card of the "
-        "tenant, or an earlier item of the batch, is not inserted again: its status is `duplicate`.",
-        {
-            "201": _ok(
-                "The batch committed, or its stored answer is replayed.",
-                "BatchResponse",
-                links=_BATCH_LINKS,
-                **{"Idempotent-Replayed": _ref("headers", "Idempotent-Replayed")},
-            )
-        },
-        request="BatchRequest",
-        params=("IdempotencyKey",),
-        errors=("invalid-idempotency-key", "idempotency-key-in-use", "idempotency-key-reused"),
-    ),
-    "/api/v1/cards/retrieve": _api(
-        "post",
-        "retrieveCards",
-        "Fetch cards by id",
-        "Cards come in the order of their first appearance in `ids`, each once. An id that does not "
-        "exist, is deleted or belongs to another tenant is listed in `missing`. A malformed UUID is a 422 "
-        "with its index.",
-        {
-            "200": _ok(
-                "The cards found, and the ids not found.", "RetrieveResponse", links=_card_links(_FIRST_CARD)
-            )
-        },
-        request="RetrieveRequest",
-    ),
-    "/api/v1/cards": _api(
-        "get",
-        "listCards",
-        "List and search live cards, newest first",
-        "The tenant's live cards, newest first (by creation time, then id), one page at a time with an "
-        "opaque keyset cursor. Filters combine (all must hold): `kind` equal, every `tag` carried, "
-        "`metadata` containing `contains`, `q` matching the full text. Each filter is served by an index. "
-        "A bad value (limit 0 or 201, contains that is not a JSON object, a forged cursor or one issued "
-        "for other filters) or a parameter this route does not define is a 422 naming it.",
-        {"200": _ok("One page of cards.", "CardPage", links=_LIST_LINKS)},
-        params=("Kind", "Tag", "Contains", "Q", "Limit", "Cursor"),
-        errors=("validation-error",),
-    ),
-    "/api/v1/cards/{id}": _api(
-        "get",
-        "getCard",
-        "Read one card",
-        "The live card with this id and its `ETag`. Unknown, deleted and foreign ids are 404 alike.",
-        {"200": _ok("The card.", "Card", links=_THIS_CARD, ETag=_ref("headers", "ETag"))},
-        params=("CardId",),
-        errors=("not-found", "validation-error"),
-    )
-    | _api(
-        "patch",
-        "updateCard",
-        "Change a card's fields, guarded by its ETag",
-        "Replaces the top-level fields the body names (see CardPatch). `If-Match` must carry the ETag the "
-        "card was read with: without it 428, stale 412. A change of kind, title or content re-hashes the "
-        "card: 409 duplicate-card if another live card has that content. A body that changes nothing "
-        "answers the card as it is, with the same ETag. The body is `application/json`; "
-        "`application/merge-patch+json` is refused (415), for this is not RFC 7396 merge patch.",
-        {
-            "200": _ok(
-                "The card as changed, and its new ETag.",
-                "Card",
-                links=_THIS_CARD,
-                ETag=_ref("headers", "ETag"),
-            )
-        },
-        request="CardPatch",
-        params=("CardId", "IfMatch"),
-        errors=("not-found", "duplicate-card", "precondition-failed", "precondition-required"),
-    )
-    | _api(
-        "delete",
-        "deleteCard",
-        "Soft-delete a card",
-        "The card leaves retrieve, listings, usage reports and content deduplication (a batch with the same "
-        "content creates a new card). Its usage history is kept; `POST …/restore` brings it back.",
-        {
-            "204": {
-                "description": "Deleted. No body.",
-                "headers": {"X-Trace-ID": _ref("headers", "X-Trace-ID")},
-                "links": _DELETED_LINKS,
-            }
-        },
-        params=("CardId",),
-        errors=("not-found", "validation-error"),
-    ),
-    "/api/v1/cards/{id}/restore": _api(
-        "post",
-        "restoreCard",
-        "Undo a soft delete",
-        "Brings a deleted card back, with a new ETag; a live card is answered as it is. 409 duplicate-card "
-        "when a live card with the same content exists now (the card stays deleted). No body is needed; "
-        "one sent is ignored.",
-        {"200": _ok("The card, live, and its ETag.", "Card", links=_THIS_CARD, ETag=_ref("headers", "ETag"))},
-        params=("CardId",),
-        errors=("not-found", "duplicate-card", "validation-error"),
-    ),
-    "/api/v1/cards/{id}/usage": _api(
-        "post",
-        "trackUsage",
-        "Record that a workflow run used a card",
-        "The first report for a (card, workflow_id, run_id) adds one to `usage_count`; a repeat answers "
-        "`deduplicated: true` and changes nothing.",
-        {"200": _ok("The usage is recorded (or was already).", "UsageResponse", links=_USAGE_LINKS)},
-        request="UsageRequest",
-        params=("CardId",),
-        errors=("not-found",),
-    )
-    | _api(
-        "get",
-        "cardUsageHistory",
-        "The runs that used a card",
-        "The usage events of a live card, newest first, one page at a time. Events older than the "
-        "retention window (90 days unless configured) are gone; `usage_count` still counts them.",
-        {"200": _ok("One page of usage events.", "UsagePage", links=_USAGE_PAGE_LINKS)},
-        params=("CardId", "Limit", "Cursor"),
-        errors=("not-found", "validation-error"),
-    ),
-    "/api/v1/usage/summary": _api(
-        "get",
-        "usageSummary",
-        "Usage events per hour or day, and the most used cards",
-        "The tenant's usage events in [from, to) counted per UTC hour or day (at most 1000 buckets), and "
-        "the ten cards used most in that window.",
-        {"200": _ok("The summary.", "UsageSummary")},
-        params=("From", "To", "Bucket"),
-        errors=("validation-error",),
-    ),
-    "/health": _ops(
-        "health",
-        "Liveness",
-        "The process is up. Touches no database.",
-        {
-            "200": _ok("Up.", None)
-            | {"content": {"application/json": {"schema": {"const": {"status": "ok"}}}}}
-        },
-    ),
-    "/ready": _ops(
-        "ready",
-        "Readiness",
-        "The database answers and its schema is the version this gateway expects.",
-        {
-            "200": _ok("Ready.", None)
-            | {
-                "content": {
-                    "application/json": {
-                        "schema": {
-                            "type": "object",
-                            "required": ["status", "schema_version"],
-                            "properties": {
-                                "status": {"const": "ready"},
-                                "schema_version": {"type": "integer"},
-                            },
-                        }
-                    }
-                }
-            }
-        },
-        "service-unavailable",
-    ),
-    "/metrics": _ops(
-        "metrics",
-        "Prometheus metrics",
-        "Text exposition: `cards_http_requests_total`, `cards_http_request_duration_seconds`, "
-        "`cards_idempotency_requests_total`, `cards_batch_cards_total`, `cards_usage_reports_total`, "
-        "`cards_db_pool_*`, `cards_auth_failures_total`, `cards_db_errors_total`, `cards_ready`, "
-        "`cards_build_info`.",
-        {
-            "200": _ok("Prometheus text format 0.0.4.", None)
-            | {"content": {"text/plain": {"schema": {"type": "string"}}}}
-        },
-    ),
-    "/openapi.json": _ops(
-        "openapi",
-        "This document",
-        "The OpenAPI 3.1 description of the API.",
-        {
-            "200": _ok("OpenAPI 3.1.", None)
-            | {"content": {"application/json": {"schema": {"type": "object"}}}}
-        },
-    ),
-    "/docs": _ops(
-        "docs",
-        "Human-readable docs",
-        "A static HTML page generated from this document.",
-        {"200": _ok("HTML.", None) | {"content": {"text/html": {"schema": {"type": "string"}}}}},
-    ),
-}
-
-SPEC = {
-    "openapi": "3.1.0",
-    "info": {
-        "title": "Cards API",
-        "version": __version__,
-        "description": "Reusable content cards for workflow runs, per tenant. Every `/api/` route needs "
-        "`Authorization: Bearer <API key or JWT>`. Every response carries `X-Trace-ID`. Errors are RFC 9457 "
-        "`application/problem+json`; any route answers 404 `not-found` when it does not exist and 405 "
-        "`method-not-allowed` (with `Allow`) for a method it does not accept. The card lifecycle routes "
-        "(`GET`/`PATCH`/`DELETE /api/v1/cards/{id}`, `…/restore`, the listing, usage history and summary) "
-        "answer 422 validation-error naming any query parameter they do not define, one given twice, or one "
-        "holding NUL (`%00`). The HTTP layer refuses a request line over 128 KiB or a header field over "
-        "8 KiB with a plain-text 400 before the API sees it; parameters within their bounds never reach "
-        "either.",
-    },
-    "servers": [{"url": "/"}],
-    "tags": [{"name": "cards"}, {"name": "operations"}],
-    "paths": PATHS,
-    "components": {
-        "schemas": SCHEMAS,
-        "parameters": PARAMETERS,
-        "headers": HEADERS,
-        "securitySchemes": {
-            "bearer": {
-                "type": "http",
-                "scheme": "bearer",
-                "description": "An API key from `cards.create_api_key` (`ck_…`), or an HS256 JWT signed with "
-                "CARDS_JWT_SECRET carrying `tenant_id` (UUID) and `exp`. A revoked key stops working "
-                "within 5 s; a suspended or unknown tenant gets 403.",
-            }
-        },
-    },
-}
-
-SPEC_JSON = orjson.dumps(SPEC)
-
-
-def _docs_html() -> str:
+def docs_html(spec: dict) -> str:
     e = html.escape
     out = [
         "<!doctype html><html lang=en><head><meta charset=utf-8><title>Cards API</title>",
         "<style>body{font:15px/1.45 system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em}"
         "code{background:#f3f3f3;padding:0 .2em}h2{border-top:1px solid #ddd;padding-top:.8em}"
         "td{vertical-align:top;padding:.2em .6em}</style></head><body>",
-        f"<h1>Cards API {e(SPEC['info']['version'])}</h1><p>{e(SPEC['info']['description'])}</p>",
+        f"<h1>Cards API {e(spec['info']['version'])}</h1><p>{e(spec['info']['description'])}</p>",
         '<p>Machine-readable: <a href="/openapi.json">/openapi.json</a> (OpenAPI 3.1).</p>',
     ]
-    for path, item in PATHS.items():
+    for path, item in spec["paths"].items():
         for method, op in item.items():
             out.append(f"<h2><code>{method.upper()} {e(path)}</code></h2><p><b>{e(op['summary'])}</b></p>")
             out.append(f"<p>{e(op['description'])}</p>")
-            params = [PARAMETERS[ref["$ref"].rsplit("/", 1)[1]] for ref in op["parameters"][1:]]
+            params = [PARAMETERS[r["$ref"].rsplit("/", 1)[1]] for r in op["parameters"][1:]]
             if params:
                 named = ", ".join(f"<code>{e(p['name'])}</code> ({p['in']})" for p in params)
                 out.append(f"<p>Parameters: {named}</p>")
@@ -806,6 +673,3 @@ def _docs_html() -> str:
             out.append("</table>")
     out.append("</body></html>")
     return "\n".join(out)
-
-
-DOCS_HTML = _docs_html()

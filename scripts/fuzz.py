@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from gateway.openapi import SPEC
+from gateway.routes import SPEC
 from scripts.stack import ROOT, Stack
 
 CONFIG = ROOT / "scripts" / "fuzz.toml"

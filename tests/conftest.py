@@ -197,7 +197,7 @@ def other_tenant(admin: Admin) -> Tenant:
 
 @pytest.fixture
 def config(database: str) -> Config:
-    return Config(database_url=database, jwt_secret=JWT_SECRET, pool_min=1, pool_max=10)
+    return Config(database_url=database, jwt_secret=JWT_SECRET, pool_min=1, pool_max=10, dev=True)
 
 
 @pytest.fixture

@@ -55,7 +55,7 @@ def test_a_missing_database_url_is_an_error():
         ("CARDS_POOL_TIMEOUT_S", "nan", "CARDS_POOL_TIMEOUT_S must be a number"),
         ("CARDS_AUTH_CACHE_TTL_S", "10", "CARDS_AUTH_CACHE_TTL_S must be a number >= 0 and <= 4"),
         ("CARDS_LOG_LEVEL", "chatty", "CARDS_LOG_LEVEL must be one of"),
-        ("CARDS_JWT_SECRET", "short", "CARDS_JWT_SECRET must be at least 32 bytes"),
+        ("CARDS_JWT_SECRET", "short", "CARDS_JWT_SECRET: a JWT secret must be at least 32 bytes"),
     ],
 )
 def test_a_bad_value_is_an_error_naming_the_variable(name, value, message):

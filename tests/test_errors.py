@@ -82,6 +82,7 @@ def test_every_problem_slug_of_the_contract_is_in_the_table():
         *("idempotency-key-in-use", "payload-too-large", "unsupported-media-type", "validation-error"),
         *("idempotency-key-reused", "precondition-failed", "precondition-required", "duplicate-card"),
         *("rate-limited", "service-unavailable", "gateway-timeout", "internal-error"),
+        *("quota-exceeded", "insufficient-scope"),  # the hardening stage
     }
     assert contract <= set(PROBLEMS)
     assert set(PROBLEMS) - contract == {"method-not-allowed", "request-timeout"}

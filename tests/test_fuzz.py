@@ -15,7 +15,8 @@ import uuid
 import psycopg
 import pytest
 
-from gateway.openapi import PARAMETERS, PATHS, SCHEMAS, SPEC
+from gateway.openapi import PARAMETERS, SCHEMAS
+from gateway.routes import PATHS, SPEC
 from scripts.fuzz import run_schemathesis, summarize, unexpected_errors
 
 from .conftest import ROOT, cards, create, free_port, gateway_env

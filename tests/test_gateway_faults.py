@@ -47,7 +47,11 @@ class Crash:
 
 async def _start(database: str, port: int, log: Path):
     env = gateway_env(
-        DATABASE_URL=database, PORT=str(port), CARDS_JWT_SECRET=JWT_SECRET, CARDS_LOG_LEVEL="DEBUG"
+        DATABASE_URL=database,
+        PORT=str(port),
+        CARDS_JWT_SECRET=JWT_SECRET,
+        CARDS_DEV="1",
+        CARDS_LOG_LEVEL="DEBUG",
     )
     with log.open("ab") as out:
         process = await asyncio.create_subprocess_exec(

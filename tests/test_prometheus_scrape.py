@@ -131,6 +131,7 @@ def gateway(gateway_dsn: str, tmp_path: Path) -> Iterator[str]:
         "DATABASE_URL": gateway_dsn,
         "PORT": str(port),
         "CARDS_JWT_SECRET": JWT_SECRET,
+        "CARDS_DEV": "1",
         "CARDS_DB_POOL_MIN": "1",
         "CARDS_DB_POOL_MAX": "4",
         "CARDS_LOG_LEVEL": "WARNING",

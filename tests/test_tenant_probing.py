@@ -334,7 +334,7 @@ class Probing:
 
 @pytest.fixture(scope="module")
 def probing(database, admin) -> Probing:
-    config = Config(database_url=database, jwt_secret=JWT_SECRET, pool_min=1, pool_max=10)
+    config = Config(database_url=database, jwt_secret=JWT_SECRET, pool_min=1, pool_max=10, dev=True)
     return asyncio.run(_run_probe(config, admin))
 
 

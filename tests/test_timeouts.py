@@ -13,7 +13,7 @@ import psycopg
 import pytest
 
 from gateway.config import Config, ConfigError
-from gateway.openapi import SPEC
+from gateway.routes import SPEC
 
 from .conftest import cards, hold_key
 

@@ -208,3 +208,38 @@ BEGIN
     RETURN NULL;
 END
 $$;
+
+-- For a tenant with a card quota (tenants.max_cards): adds p_change to its count of live
+-- cards (cards.tenant_card_counts) and raises CKQTA when that passes the quota, so the
+-- whole change rolls back. A tenant without a quota pays one key lookup: its count is
+-- taken afresh when a quota is set (set_tenant_limits). The counter row's lock, held to
+-- the end of the transaction, orders concurrent batches of one such tenant only here, at
+-- their last write.
+CREATE OR REPLACE FUNCTION cards._count_live_cards(p_tenant_id uuid, p_change bigint)
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+AS $$
+DECLARE
+    v_live bigint;
+    v_max bigint;
+BEGIN
+    SELECT t.max_cards INTO v_max FROM cards.tenants AS t WHERE t.tenant_id = p_tenant_id;
+    IF p_change = 0 OR v_max IS NULL THEN
+        RETURN;
+    END IF;
+    INSERT INTO cards.tenant_card_counts AS n (tenant_id, live_cards)
+    VALUES (p_tenant_id, greatest(p_change, 0))
+    ON CONFLICT (tenant_id) DO UPDATE SET live_cards = greatest(n.live_cards + p_change, 0)
+    RETURNING n.live_cards INTO v_live;
+    IF p_change > 0 THEN
+        IF v_live > v_max THEN
+            RAISE EXCEPTION USING
+                ERRCODE = 'CKQTA',
+                MESSAGE = pg_catalog.format(
+                    'This would make %s live cards; the tenant''s quota is %s.', v_live, v_max
+                );
+        END IF;
+    END IF;
+END
+$$;

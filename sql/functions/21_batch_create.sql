@@ -161,6 +161,7 @@ BEGIN
             ERRCODE = 'serialization_failure',
             MESSAGE = 'A card this batch matched was deleted concurrently; retry the request.';
     END IF;
+    PERFORM cards._count_live_cards(p_tenant_id, cardinality(v_created));
 
     IF p_idempotency_key IS NOT NULL THEN
         UPDATE cards.idempotency_keys AS k SET response_status = 201, response_body = v_body

@@ -413,6 +413,7 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = 'CKNFD', MESSAGE = 'No such card.';
     END IF;
+    PERFORM cards._count_live_cards(p_tenant_id, -1);
 END
 $$;
 COMMENT ON FUNCTION cards.delete_card(uuid, text) IS 'Soft-delete a live card.';
@@ -444,6 +445,8 @@ BEGIN
     END;
     IF v_card.card_id IS NULL THEN
         v_card := cards._live_card(p_tenant_id, v_card_id, false);
+    ELSE
+        PERFORM cards._count_live_cards(p_tenant_id, 1);  -- a restore may exceed the quota
     END IF;
     RETURN QUERY SELECT * FROM cards._card_with_etag(v_card);
 END

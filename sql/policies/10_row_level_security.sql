@@ -71,3 +71,30 @@ DROP POLICY IF EXISTS idempotency_keys_maintenance ON cards.idempotency_keys;
 CREATE POLICY idempotency_keys_maintenance ON cards.idempotency_keys
 FOR ALL
 USING (cards.in_maintenance_scope());
+
+ALTER TABLE cards.rate_limits ENABLE ROW LEVEL SECURITY;
+ALTER TABLE cards.rate_limits FORCE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS rate_limits_tenant_isolation ON cards.rate_limits;
+CREATE POLICY rate_limits_tenant_isolation ON cards.rate_limits
+USING (tenant_id = cards.current_tenant_id())
+WITH CHECK (tenant_id = cards.current_tenant_id());
+
+ALTER TABLE cards.tenant_card_counts ENABLE ROW LEVEL SECURITY;
+ALTER TABLE cards.tenant_card_counts FORCE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS tenant_card_counts_tenant_isolation ON cards.tenant_card_counts;
+CREATE POLICY tenant_card_counts_tenant_isolation ON cards.tenant_card_counts
+USING (tenant_id = cards.current_tenant_id())
+WITH CHECK (tenant_id = cards.current_tenant_id());
+
+-- Append-only, for its owner too: a row may be read and added, and no policy admits an
+-- UPDATE or a DELETE, so they change nothing (TRUNCATE is revoked in migration 0006).
+ALTER TABLE cards.audit_log ENABLE ROW LEVEL SECURITY;
+ALTER TABLE cards.audit_log FORCE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS audit_log_tenant_isolation ON cards.audit_log;
+CREATE POLICY audit_log_tenant_isolation ON cards.audit_log
+FOR SELECT
+USING (tenant_id = cards.current_tenant_id());
+DROP POLICY IF EXISTS audit_log_append ON cards.audit_log;
+CREATE POLICY audit_log_append ON cards.audit_log
+FOR INSERT
+WITH CHECK (tenant_id = cards.current_tenant_id());

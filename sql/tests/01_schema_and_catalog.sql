@@ -3,7 +3,7 @@
 -- no foreign key can join two tenants; functions declare a volatility that fits them.
 -- Privileges and roles are in 02_rls_and_privileges.sql.
 BEGIN;
-SELECT plan(21);
+SELECT plan(22);
 
 -- ---------------------------------------------------------------------------------
 -- Inventory
@@ -11,8 +11,11 @@ SELECT plan(21);
 
 SELECT tables_are(
     'cards',
-    ARRAY['tenants', 'api_keys', 'cards', 'card_tags', 'card_usage', 'card_usage_counters', 'idempotency_keys'],
-    'schema cards holds exactly the seven tables of the design'
+    ARRAY[
+        'tenants', 'api_keys', 'cards', 'card_tags', 'card_usage', 'card_usage_counters', 'idempotency_keys',
+        'rate_limits', 'tenant_card_counts', 'audit_log'
+    ],
+    'schema cards holds exactly the ten tables of the design'
 );
 
 SELECT is_empty(
@@ -34,6 +37,7 @@ SELECT set_eq(
         'card_usage_history', 'usage_summary', 'authenticate_api_key', 'schema_version',
         'create_tenant', 'create_api_key', 'revoke_api_key', 'set_tenant_active',
         'purge_expired_idempotency_keys', 'purge_usage_events',
+        'list_api_keys', 'set_tenant_limits', 'audit_events', 'api_key_grant', 'take_request_tokens',
         'current_tenant_id', 'in_maintenance_scope', 'search_vector'
     ],
     'the functions of schema cards without a leading _ are the documented ones, the two policy '
@@ -70,7 +74,7 @@ SELECT is_empty(
     $$
         SELECT c.relname FROM pg_catalog.pg_class AS c
         WHERE
-            c.relnamespace = 'cards'::regnamespace AND c.relkind IN ('r', 'p')
+            c.relnamespace = 'cards'::regnamespace AND c.relkind IN ('r', 'p') AND c.relname <> 'audit_log'
             AND NOT EXISTS (
                 SELECT FROM pg_catalog.pg_policies AS p
                 WHERE
@@ -83,11 +87,24 @@ SELECT is_empty(
     $$,
     'every table has a <table>_tenant_isolation policy admitting only the transaction''s tenant'
 );
+-- The audit log is the exception: its isolation policy reads, and a second one appends.
+SELECT set_eq(
+    $$
+        SELECT p.policyname::text, p.cmd, p.qual, p.with_check FROM pg_catalog.pg_policies AS p
+        WHERE p.schemaname = 'cards' AND p.tablename = 'audit_log'
+    $$,
+    $$
+        VALUES
+        ('audit_log_tenant_isolation', 'SELECT', '(tenant_id = cards.current_tenant_id())', NULL),
+        ('audit_log_append', 'INSERT', NULL, '(tenant_id = cards.current_tenant_id())')
+    $$,
+    'the audit log admits only reading and appending rows of the transaction''s tenant, for its owner too'
+);
 
 SELECT set_eq(
     $$
         SELECT p.tablename::text, p.policyname::text, p.cmd, p.qual FROM pg_catalog.pg_policies AS p
-        WHERE p.schemaname = 'cards' AND p.policyname NOT LIKE '%\_tenant\_isolation'
+        WHERE p.schemaname = 'cards' AND p.policyname NOT LIKE '%\_tenant\_isolation' AND p.tablename <> 'audit_log'
     $$,
     $$
         VALUES

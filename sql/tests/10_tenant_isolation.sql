@@ -243,23 +243,23 @@ RESET ROLE;
 
 SET LOCAL ROLE cards_admin;
 
-SELECT cards.revoke_api_key(gen_random_uuid());
+SELECT cards.purge_expired_idempotency_keys();
 SELECT is(
     current_setting('cards.scope'),
     'maintenance',
-    'revoke_api_key leaves its transaction in maintenance scope'
+    'purge_expired_idempotency_keys leaves its transaction in maintenance scope'
 );
 SELECT is(
     cards.retrieve(test.id('tenant_b'), ARRAY[test.id('a1')])::jsonb -> 'missing',
     jsonb_build_array(test.id('a1')),
     'an endpoint called after it in the same transaction still cannot cross tenants'
 );
-SELECT cards.purge_expired_idempotency_keys();
+SELECT cards.revoke_api_key(gen_random_uuid());
 SELECT throws_ok(
     format($$SELECT cards.track_usage(%L, %L, 'wf', 'run-p')$$, test.id('tenant_b'), test.id('a1')),
     'CKNFD',
     'No such card.',
-    'nor after purge_expired_idempotency_keys'
+    'nor after revoke_api_key, which looks the key up across tenants'
 );
 
 RESET ROLE;
