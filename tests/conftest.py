@@ -141,9 +141,17 @@ class Tenant:
         return {"Authorization": f"Bearer {make_jwt(self.id, **claims)}"}
 
 
-def make_jwt(tenant_id: object, *, secret: str = JWT_SECRET, expires_in: float = 300, **claims) -> str:
+def make_jwt(
+    tenant_id: object,
+    *,
+    secret: str = JWT_SECRET,
+    expires_in: float = 300,
+    headers: dict | None = None,
+    **claims,
+) -> str:
     claims = {"tenant_id": tenant_id, "exp": int(time.time() + expires_in)} | claims
-    return _issued(jwt.encode({k: v for k, v in claims.items() if v is not None}, secret, algorithm="HS256"))
+    claims = {k: v for k, v in claims.items() if v is not None}
+    return _issued(jwt.encode(claims, secret, algorithm="HS256", headers=headers))
 
 
 class Admin:
@@ -161,8 +169,12 @@ class Admin:
         key_id, key = self.conn.execute("SELECT * FROM cards.create_api_key(%s)", (tenant_id,)).fetchone()
         return Tenant(str(tenant_id), _issued(key), str(key_id))
 
-    def new_key(self, tenant: Tenant) -> Tenant:
-        key_id, key = self.conn.execute("SELECT * FROM cards.create_api_key(%s)", (tenant.id,)).fetchone()
+    def new_key(self, tenant: Tenant, scopes: list[str] | None = None, expires_at=None) -> Tenant:
+        key_id, key = self.conn.execute(
+            "SELECT * FROM cards.create_api_key(%s::uuid, NULL,"
+            " coalesce(%s::text[], '{cards:read,cards:write,usage:write}'), %s::timestamptz)",
+            (tenant.id, scopes, expires_at),
+        ).fetchone()
         return Tenant(tenant.id, _issued(key), str(key_id))
 
     def revoke(self, tenant: Tenant) -> bool:
