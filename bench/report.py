@@ -306,6 +306,28 @@ def render(result: dict, latest: dict[str, dict], image: str | None) -> str:
             + " on average, so pgbench's tps slightly understates the database alone and the "
             "gw / pg ratio slightly flatters the gateway.",
         ]
+    limiter = {(r["rate_limiter"], r["conns"]): r for r in result.get("rate_limiter", []) if r.get("rps")}
+    if limiter:
+        lines += [
+            "",
+            "### The per-tenant rate limiter",
+            "",
+            "Usage through the gateway with the shared rate limiter at its defaults (1000 requests/s and a "
+            "burst of 2000 per tenant, leased from PostgreSQL 1/20 at a time) and turned off "
+            "(`CARDS_RATE_LIMIT_RPS=0`), one after the other. Target: it costs under 5 % of usage "
+            "throughput.",
+            "",
+            "| conns | on req/s | off req/s | cost | on p95 | off p95 |",
+            "|---:|---:|---:|---:|---:|---:|",
+        ]
+        for conns in sorted({c for _, c in limiter}):
+            on, off = limiter.get(("on", conns)), limiter.get(("off", conns))
+            if on and off:
+                cost = 1 - on["rps"] / off["rps"]
+                lines.append(
+                    f"| {conns} | {on['rps']:,.0f} | {off['rps']:,.0f} | {cost:+.1%} "
+                    f"{'✓' if cost < 0.05 else '✗'} | {_ms(on['p95_ms'])} | {_ms(off['p95_ms'])} |"
+                )
     noisy = [
         f"{r['via']} {r['op']} x{r['conns']} ({r['cpu']['other']:.0f} %)"
         for r in result.get("runs", [])

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import platform
@@ -232,20 +233,23 @@ def postmaster_pid(plan: Plan) -> int:
     return int((plan.pg_dir / "postmaster.pid").read_text().split()[0])
 
 
-def start_gateway(plan: Plan) -> subprocess.Popen:
+def start_gateway(plan: Plan, **settings: str) -> subprocess.Popen:
     if not port_free(plan.gw_port):
         raise SystemExit(f"bench: port {plan.gw_port} is in use; stop whatever listens there first")
     pool = max(plan.conns)
-    env = dict(
-        os.environ,
-        DATABASE_URL=admin_dsn(plan),
-        PORT=str(plan.gw_port),
-        CARDS_DB_POOL_MIN=str(pool),
-        CARDS_DB_POOL_MAX=str(pool),
-        CARDS_LOG_LEVEL=plan.gateway_log_level,
-        CARDS_SHUTDOWN_TIMEOUT_S="5",
+    env = (
+        dict(
+            os.environ,
+            DATABASE_URL=admin_dsn(plan),
+            PORT=str(plan.gw_port),
+            CARDS_DB_POOL_MIN=str(pool),
+            CARDS_DB_POOL_MAX=str(pool),
+            CARDS_LOG_LEVEL=plan.gateway_log_level,
+            CARDS_SHUTDOWN_TIMEOUT_S="5",
+        )
+        | settings
     )
-    log = open(plan.work / "gateway.log", "wb")
+    log = open(plan.work / "gateway.log", "ab")
     proc = subprocess.Popen(
         [PY, "-m", "gateway"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
     )
@@ -440,6 +444,25 @@ def measure_overhead(plan: Plan, target: Target, data: dict) -> list[dict]:
     return out
 
 
+def measure_rate_limiter(plan: Plan, target: Target, data: dict, token: str, state: str) -> list[dict]:
+    """Usage through the gateway at each concurrency, labelled with the state of the per-tenant rate
+    limiter ("on": the defaults, "off": CARDS_RATE_LIMIT_RPS=0): run once each, what the shared limit
+    costs."""
+    runs = []
+    pool = str(data["repeat_pool"])
+    for conns in plan.conns:
+        tag = f"{token}{state}{conns}"
+        run = least_disturbed(
+            plan,
+            lambda c=conns, t=tag: plan.warmup and wrk(target, "usage", c, plan.warmup, f"{t}w", pool),
+            lambda c=conns, t=tag: wrk(target, "usage", c, plan.seconds, f"{t}m{time.time_ns()}", pool),
+        )
+        run["rate_limiter"] = state
+        runs.append(run)
+        say(f"usage x{conns} rate limiter {state}: " + (run.get("failure") or f"{run['rps']:.1f} req/s"))
+    return runs
+
+
 def profile_gateway(plan: Plan, target: Target, data: dict, token: str) -> dict:
     """py-spy on the gateway while wrk drives retrieve and usage (not a measured run)."""
     out: dict = {}
@@ -561,6 +584,11 @@ def run(plan: Plan) -> int:
             say("profiling: EXPLAIN ANALYZE inside each call, py-spy on the gateway")
             result["explain"] = asyncio.run(profile.explain_calls(dsn))
             result["pyspy"] = profile_gateway(plan, target, data, token)
+        result["rate_limiter"] = measure_rate_limiter(plan, target, data, token, "on")
+        stop_gateway(gateway)
+        gateway = start_gateway(plan, CARDS_RATE_LIMIT_RPS="0")
+        target = dataclasses.replace(target, gateway_pid=gateway.pid)
+        result["rate_limiter"] += measure_rate_limiter(plan, target, data, token, "off")
         result["cards_table_bytes_after"] = asyncio.run(_table_bytes(dsn))
     except KeyboardInterrupt:
         plan.failures.append("interrupted")
