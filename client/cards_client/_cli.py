@@ -168,11 +168,14 @@ class ProgressBar:
 
     def __init__(self, stream: IO[str], counter: _CountingReader, size: int) -> None:
         self.stream, self.counter, self.size = stream, counter, size
-        self.started = self.drawn = time.monotonic()
+        self.started = time.monotonic()
+        self.drawn = float("-inf")
+        self.last: _types.ImportReport | None = None
 
-    def __call__(self, report: _types.ImportReport) -> None:
+    def __call__(self, report: _types.ImportReport, *, force: bool = False) -> None:
+        self.last = report
         now = time.monotonic()
-        if now - self.drawn < 0.1:
+        if now - self.drawn < 0.1 and not force:
             return
         self.drawn = now
         share = min(1.0, self.counter.count / self.size) if self.size else 0.0
@@ -182,8 +185,11 @@ class ProgressBar:
         self.stream.flush()
 
     def close(self) -> None:
-        self.stream.write("\r\033[K")
-        self.stream.flush()
+        """The final state stays on screen."""
+        if self.last is not None:
+            self(self.last, force=True)
+            self.stream.write("\n")
+            self.stream.flush()
 
 
 # --- commands ---
