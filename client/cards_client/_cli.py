@@ -12,6 +12,7 @@ import csv
 import io
 import json
 import os
+import re
 import sys
 import time
 from collections.abc import Iterator
@@ -78,49 +79,73 @@ def read_jsonl(text: IO[str]) -> Iterator[tuple[str, dict[str, Any] | Refused]]:
         yield where, _card_object(where, value)
 
 
-def read_json_array(text: IO[str], block: int = 1 << 16) -> Iterator[tuple[str, dict[str, Any] | Refused]]:
-    """The items of a JSON array, decoded one at a time as the file is read (never the whole file)."""
-    decoder = json.JSONDecoder()
-    buffer, eof, started, number = "", False, False, 0
+_SPACE = re.compile(r"[ \t\n\r]*")
+MAX_ITEM_CHARS = 64 << 20
 
-    def fill(need_more: bool) -> bool:
-        nonlocal buffer, eof
+
+def read_json_array(text: IO[str], block: int = 1 << 16) -> Iterator[tuple[str, dict[str, Any] | Refused]]:
+    """The items of a JSON array, decoded one at a time as the file is read (never the whole file:
+    the buffer holds about one block, or one item if an item is larger)."""
+    decoder = json.JSONDecoder()
+    buffer, pos, eof = "", 0, False
+
+    def more() -> bool:
+        """Read on (dropping what was decoded); False at the end of the file."""
+        nonlocal buffer, pos, eof
         if eof:
             return False
-        data = text.read(max(block, len(buffer)) if need_more else block)
+        data = text.read(max(block, len(buffer) - pos))
         eof = not data
-        buffer += data
+        buffer, pos = buffer[pos:] + data, 0
         return bool(data)
 
-    fill(True)
+    def next_char() -> str:
+        """The next character that is not white space ('' at the end of the file), not consumed."""
+        nonlocal pos
+        while True:
+            pos = _SPACE.match(buffer, pos).end()  # type: ignore[union-attr]
+            if pos < len(buffer) or not more():
+                return buffer[pos : pos + 1]
+
+    def decode() -> Any:
+        """The JSON value at pos, reading on while it may be incomplete."""
+        nonlocal pos
+        while True:
+            try:
+                value, end = decoder.raw_decode(buffer, pos)
+            except ValueError as exc:
+                if more():
+                    continue
+                raise UsageError(f"item {number + 1}: not JSON: {exc}") from None
+            after = _SPACE.match(buffer, end).end()  # type: ignore[union-attr]
+            # An item ends at ',' or ']'. Anything else may be the item going on in the next block
+            # ("1" of "1e5"); read on (up to a bound), and let the caller name the error at the end.
+            if buffer[after : after + 1] not in (",", "]") and len(buffer) - pos < MAX_ITEM_CHARS and more():
+                continue
+            pos = end
+            return value
+
+    if next_char() != "[":
+        raise UsageError("a .json file must hold one JSON array of cards")
+    pos += 1
+    number = 0
     while True:
-        buffer = buffer.lstrip()
-        if not buffer and fill(True):
-            continue
-        if not started:
-            if not buffer.startswith("["):
-                raise UsageError("a .json file must hold one JSON array of cards")
-            buffer, started = buffer[1:], True
-            continue
-        if buffer.startswith("]"):
-            if buffer[1:].strip() or fill(True):
+        char = next_char()
+        if char == "]":
+            pos += 1
+            if next_char():
                 raise UsageError("the JSON array is followed by more text")
             return
-        if number and buffer.startswith(","):
-            buffer = buffer[1:]
-            continue
-        if not buffer:
+        if not char:
             raise UsageError("the JSON array is not closed")
-        try:
-            value, end = decoder.raw_decode(buffer)
-        except ValueError as exc:
-            if fill(True):
-                continue
-            raise UsageError(f"item {number + 1}: not JSON: {exc}") from None
-        if end == len(buffer) and fill(True):
-            continue  # a number may go on in the next block
+        if number:
+            if char != ",":
+                raise UsageError(f"after item {number}: expected ',' or ']'")
+            pos += 1
+            if not next_char():
+                raise UsageError("the JSON array is not closed")
+        value = decode()
         number += 1
-        buffer = buffer[end:]
         yield f"item {number}", _card_object(f"item {number}", value)
 
 

@@ -4,6 +4,7 @@ gateway."""
 from __future__ import annotations
 
 import csv
+import io
 import json
 import os
 import subprocess
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import pytest
 from conftest import cards
+
+from cards_client._cli import UsageError, read_json_array
 
 CARDS = Path(sys.executable).parent / "cards"
 
@@ -62,14 +65,28 @@ def test_import_json_array(tenant, tmp_path):
     assert tenant.card_count() == 2
 
 
-def test_import_json_array_is_read_in_blocks(tmp_path):
-    import io
+@pytest.mark.parametrize("block", [1, 2, 7, 1 << 16])
+def test_a_json_array_is_decoded_item_by_item_across_blocks(block):
+    items = [{"title": f"t{i}", "content": 1.5 * 10**i, "tags": ["x"] * (i % 3)} for i in range(12)]
+    for text in (json.dumps(items), json.dumps(items, indent=2) + "\n\n"):
+        assert [row for _, row in read_json_array(io.StringIO(text), block=block)] == items
+    assert [row for _, row in read_json_array(io.StringIO(" [ ] "), block=block)] == []
 
-    from cards_client._cli import read_json_array
 
-    items = [{"title": f"t{i}", "content": 10**i} for i in range(12)]
-    text = json.dumps(items)
-    assert [row for _, row in read_json_array(io.StringIO(text), block=7)] == items
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("{}", "one JSON array"),
+        ("[{}", "not closed"),
+        ("[{},", "not closed"),
+        ("[{} {}]", "expected ','"),
+        ("[{}],", "followed by more text"),
+        ("[{]", "item 1: not JSON"),
+    ],
+)
+def test_a_malformed_json_array_is_a_usage_error(text, message):
+    with pytest.raises(UsageError, match=message):
+        list(read_json_array(io.StringIO(text), block=2))
 
 
 def test_import_csv(tenant, tmp_path):
