@@ -197,12 +197,10 @@ BY_SLUG: dict[str, type[CardsError]] = {cls.slug: cls for cls in _leaves(CardsEr
 # status -> class, for a slug this client does not know yet: the most general class of that status.
 BY_STATUS: dict[int, type[CardsError]] = {
     cls.status: cls
-    for cls in reversed(
-        [
-            BadRequest, Unauthorized, Forbidden, NotFound, MethodNotAllowed, RequestTimeout, Conflict,
-            PreconditionFailed, PayloadTooLarge, UnsupportedMediaType, UnprocessableContent,
-            PreconditionRequired, RateLimited, InternalError, ServiceUnavailable, GatewayTimeout,
-        ]
+    for cls in (
+        BadRequest, Unauthorized, Forbidden, NotFound, MethodNotAllowed, RequestTimeout, Conflict,
+        PreconditionFailed, PayloadTooLarge, UnsupportedMediaType, UnprocessableContent,
+        PreconditionRequired, RateLimited, InternalError, ServiceUnavailable, GatewayTimeout,
     )
     if cls.status is not None
 }  # fmt: skip

@@ -46,6 +46,20 @@ class CardsClient:
         self._http = http_client if http_client is not None else httpx.Client(timeout=self._core.timeout)
         self._sleep = time.sleep
 
+    def with_options(
+        self, *, timeout: float | httpx.Timeout | None = None, max_retries: int | None = None
+    ) -> CardsClient:
+        """A client with other settings that shares this one's connection pool (close this one)."""
+        copy = CardsClient(
+            self._core.base_url,
+            self._core.api_key,
+            timeout=timeout if timeout is not None else self._core.timeout,
+            max_retries=max_retries if max_retries is not None else self._core.max_retries,
+            http_client=self._http,
+        )
+        copy._sleep = self._sleep
+        return copy
+
     @property
     def base_url(self) -> str:
         return self._core.base_url

@@ -274,3 +274,15 @@ async def test_async_list_is_an_async_iterator_over_every_page(mock):
 def test_both_clients_have_the_same_methods():
     public = {n for n in dir(CardsClient) if not n.startswith("_")}
     assert public == {n for n in dir(AsyncCardsClient) if not n.startswith("_")} - {"aclose"}
+
+
+def test_with_options_changes_settings_and_shares_the_pool(mock):
+    api = mock(problem(503, "service-unavailable"), httpx.Response(200, json=card_doc()))
+    client = api.client()
+    once = client.with_options(max_retries=0, timeout=2.0)
+    assert once._http is client._http and once.max_retries == 0 and client.max_retries == 2
+    with pytest.raises(cards_client.ServiceUnavailable):
+        once.get(ID)
+    assert api.requests[0].extensions["timeout"]["read"] == 2.0
+    once.close()
+    assert not client._http.is_closed
