@@ -165,10 +165,11 @@ def read_csv(text: IO[str]) -> Iterator[tuple[str, dict[str, Any] | Refused]]:
             continue
         card: dict[str, Any] = {"title": row["title"] or ""}
         content = row.get("content") or ""
-        try:
-            card["content"] = json.loads(content)
-        except ValueError:
-            card["content"] = content  # plain text: the content is that string
+        if content:  # an empty cell gives no content: the API names the row
+            try:
+                card["content"] = json.loads(content)
+            except ValueError:
+                card["content"] = content  # plain text: the content is that string
         if row.get("kind"):
             card["kind"] = row["kind"]
         if row.get("tags"):
@@ -300,6 +301,20 @@ def cmd_usage(client: CardsClient, args: argparse.Namespace) -> int:
     return 0
 
 
+def _chunk_size(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 1000:
+        raise argparse.ArgumentTypeError("must be 1 to 1000")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError("must be a positive number of seconds")
+    return value
+
+
 def _json_arg(text: str, name: str) -> Any:
     try:
         return json.loads(text)
@@ -321,7 +336,7 @@ def parser() -> argparse.ArgumentParser:
     connection.add_argument(
         "--api-key", default=argparse.SUPPRESS, help="API key or JWT (default: $CARDS_API_KEY)"
     )
-    connection.add_argument("--timeout", type=float, default=argparse.SUPPRESS, help="seconds per request")
+    connection.add_argument("--timeout", type=_seconds, default=argparse.SUPPRESS, help="seconds per request")
     top = _Parser(prog="cards", description=__doc__, parents=[connection])
     top.add_argument("--version", action="version", version=f"cards-client {__version__}")
     commands = top.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -333,7 +348,9 @@ def parser() -> argparse.ArgumentParser:
     imp.add_argument(
         "--format", choices=("jsonl", "json", "csv"), help="the file's format (default: its suffix)"
     )
-    imp.add_argument("--chunk-size", type=int, default=1000, help="cards per request (1-1000, default 1000)")
+    imp.add_argument(
+        "--chunk-size", type=_chunk_size, default=1000, help="cards per request (1-1000, default 1000)"
+    )
     imp.add_argument("--key-prefix", help="idempotency key prefix (default: derived from the file's content)")
     imp.set_defaults(run=cmd_import)
 

@@ -234,7 +234,16 @@ class Core:
     def outcome(self, call: Call, response: httpx.Response) -> Any:
         """The call's result, or raises the problem the answer holds."""
         if response.status_code < 400:
-            return call.parse(response)
+            try:
+                return call.parse(response)
+            except (ValueError, KeyError, TypeError, IndexError) as exc:
+                # Not the API's answer (a proxy's page, a truncated body): say so, as a CardsError.
+                raise _errors.CardsError(
+                    f"{call.method} {call.path}: an answer this client cannot read "
+                    f"({response.status_code}, {type(exc).__name__}: {exc})",
+                    status=response.status_code,
+                    trace_id=response.headers.get("X-Trace-ID"),
+                ) from exc
         raise problem(response)
 
     def retry_delay(
@@ -245,6 +254,8 @@ class Core:
         if attempt >= self.max_retries:
             return None
         if error is not None:
+            if isinstance(error, httpx.UnsupportedProtocol | httpx.LocalProtocolError):
+                return None  # a bad base_url or request: sending it again cannot help
             if not (call.idempotent or not_sent(error)):
                 return None
             return backoff(attempt)

@@ -86,7 +86,10 @@ class ImportRun:
             try:
                 result = yield self.core.batch_call(body, key if not refused else _reduced_key(key, refused))
             except ValidationError as exc:
-                if not self.skip_invalid or not exc.errors or any("index" not in e for e in exc.errors):
+                rows_named = exc.errors and all(
+                    isinstance(e.get("index"), int) and 0 <= e["index"] < len(sending) for e in exc.errors
+                )
+                if not self.skip_invalid or not rows_named:
                     for item in exc.errors:  # name input rows, not positions in the chunk
                         if isinstance(item.get("index"), int) and item["index"] < len(sending):
                             item["index"] = offset + sending[item["index"]]

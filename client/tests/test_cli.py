@@ -99,11 +99,13 @@ def test_import_csv(tenant, tmp_path):
         writer.writerow(["Bad kind", "Not A Kind", '{"x": 1}', "", ""])
         writer.writerow(["Bad metadata", "", "x", "", "{oops"])
         writer.writerow(["Structured", "note", '{"steps": [1, 2]}', "a", ""])
+        writer.writerow(["No content", "", "", "", ""])
     done = run(tenant, "import", str(path))
     assert done.returncode == 1, done.stderr
     refused = done.stderr.strip().splitlines()
     assert refused[0].split(":")[1].strip() == "row 4" and "kind" in refused[0]
     assert refused[1].split(":")[1].strip() == "row 5" and "metadata" in refused[1]
+    assert refused[2].split(":")[1].strip() == "row 7" and "content" in refused[2]
     with tenant.client() as client:
         found = {c.title: c for c in client.list()}
     assert found["Tone"].content == "Warm, direct" and found["Tone"].tags == ["brand", "tone"]
@@ -179,6 +181,8 @@ def test_options_on_the_command_line_replace_the_environment(tenant):
         (("import", "cards.txt"), "unknown file type"),
         (("usage", "x", "--run-id", "r"), "--workflow-id"),
         (("frobnicate",), "invalid choice"),
+        (("import", "cards.txt", "--chunk-size", "0"), "1 to 1000"),
+        (("get", "x", "--timeout", "-1"), "positive"),
     ],
 )
 def test_usage_errors_exit_2(tenant, tmp_path, args, message):

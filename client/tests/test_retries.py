@@ -294,3 +294,16 @@ def test_the_request_bodies_are_json(mock):
     api.client().batch_create([{"title": "é", "content": {"n": 1}}])
     assert api.requests[0].headers["Content-Type"] == "application/json"
     assert json.loads(api.requests[0].content) == {"cards": [{"title": "é", "content": {"n": 1}}]}
+
+
+def test_a_bad_base_url_is_not_retried(mock):
+    api = mock(httpx.UnsupportedProtocol("ftp"))
+    with pytest.raises(cards_client.ConnectionError):
+        api.client().get(ID)
+    assert len(api.requests) == 1
+
+
+def test_a_success_that_is_not_the_apis_answer_raises_a_cards_error(mock):
+    api = mock(httpx.Response(200, text="<html>captive portal</html>"))
+    with pytest.raises(cards_client.CardsError, match="cannot read"):
+        api.client().get(ID)
