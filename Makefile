@@ -17,7 +17,7 @@ SMOKE_PGPORT ?= 54362
 SMOKE_GWPORT ?= 18004
 
 .PHONY: help deps bench-deps run migrate retention test lint lint-sql lint-python test-deploy \
-        test-sql test-python test-cluster-up test-cluster-down bench bench-smoke fuzz soak clean
+        test-sql test-python test-client test-cluster-up test-cluster-down bench bench-smoke fuzz soak clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -56,6 +56,7 @@ test: deps ## every check: lint, deploy assets, plpgsql_check, pgTAP, pytest (ow
 	$(MAKE) --no-print-directory test-cluster-up && \
 	$(MAKE) --no-print-directory test-sql && \
 	$(MAKE) --no-print-directory test-python && \
+	$(MAKE) --no-print-directory test-client && \
 	$(MAKE) --no-print-directory bench-smoke
 
 lint: lint-sql lint-python ## sqlfluff and ruff
@@ -64,8 +65,8 @@ lint-sql:
 	@$(VENV)/bin/sqlfluff lint --processes 2 sql
 
 lint-python:
-	@$(VENV)/bin/ruff check gateway tests bench scripts
-	@$(VENV)/bin/ruff format --check gateway tests bench scripts
+	@$(VENV)/bin/ruff check gateway tests bench scripts client
+	@$(VENV)/bin/ruff format --check gateway tests bench scripts client
 
 test-deploy: ## Dockerfile, compose file, Prometheus rules and their unit tests, dashboard
 	@deploy/check
@@ -82,6 +83,21 @@ test-sql: ## plpgsql_check and the pgTAP suite against a freshly migrated databa
 
 test-python: ## pytest: gateway and end-to-end tests against the test cluster
 	@CARDS_TEST_DSN="$(TEST_DSN)" $(VENV)/bin/pytest -q
+
+# The client package as a user gets it: a clean copy of client/, built and installed by pip into a
+# fresh venv; its tests run with that venv's python against the real gateway (this venv's) and
+# the test cluster.
+CLIENT_WORK := .data/client-test
+test-client: deps ## the cards-client package: clean build into a fresh venv, its tests against the real gateway
+	@rm -rf $(CLIENT_WORK) && mkdir -p $(CLIENT_WORK)
+	@cp -r client $(CLIENT_WORK)/client && find $(CLIENT_WORK)/client -name __pycache__ -prune -exec rm -rf {} +
+	@python3 -m venv $(CLIENT_WORK)/venv
+	@$(CLIENT_WORK)/venv/bin/pip install --disable-pip-version-check $(CLIENT_WORK)/client \
+	    -r $(CLIENT_WORK)/client/requirements-test.txt > $(CLIENT_WORK)/pip.log 2>&1 \
+	    || { cat $(CLIENT_WORK)/pip.log; exit 1; }
+	@cd $(CLIENT_WORK) && CARDS_TEST_DSN="$(TEST_DSN)" CARDS_PROJECT_ROOT="$(CURDIR)" \
+	    CARDS_GATEWAY_PYTHON="$(CURDIR)/$(PY)" CARDS_CLIENT_REQUIRE_GATEWAY=1 \
+	    venv/bin/pytest -q -p no:cacheprovider client/tests
 
 SIZE ?= 100k
 bench: deps bench-deps ## every endpoint: pgbench vs gateway (wrk) at 4/16/64 connections; SIZE=100k|1m|10m

@@ -138,6 +138,19 @@ def targets(result: dict, latest: dict[str, dict]) -> list[dict]:
                 "status": _status(growth <= 1.5 if growth is not None else None),
             }
         )
+    imported = result.get("client_import")
+    if imported is not None:
+        ok = None if "failure" in imported else imported["ratio"] >= imported["target_ratio"]
+        out.append(
+            {
+                "target": f"client import ≥ {imported['target_ratio']}× direct SQL (cards/s, "
+                f"{imported['cards']:,} cards, chunks of {imported['chunk']})",
+                "measured": imported.get("failure")
+                or f"{imported['ratio']:.2f}× ({imported['client_cards_per_s']:,.0f} vs "
+                f"{imported['sql_cards_per_s']:,.0f} cards/s)",
+                "status": _status(ok),
+            }
+        )
     seed_misses = [
         f"{r['via']} {r['op']} x{r['conns']}"
         for r in result.get("runs", [])
@@ -358,11 +371,39 @@ def render(result: dict, latest: dict[str, dict], image: str | None) -> str:
             f"{_ms(run['mean_ms'])} | "
             f"{_ms(run['p95_ms'])} | {run.get('us_per_card', '—')} |"
         )
+    lines += _client_import(result)
     lines += _growth(result, latest)
     if ANALYSIS.exists():
         lines += ["", ANALYSIS.read_text().strip()]
     lines += _profiles(result)
     return "\n".join(lines) + "\n"
+
+
+def _client_import(result: dict) -> list[str]:
+    imported = result.get("client_import")
+    if not imported:
+        return []
+    lines = [
+        "",
+        "## Import through the client (bench/client_import.py)",
+        "",
+        f"{imported['cards']:,} new cards into a fresh tenant, chunks of {imported['chunk']}, "
+        "one stream each: "
+        "`cards_client.CardsClient.import_cards` through the gateway, and `SELECT cards.batch_create(...)` "
+        "over one connection (run first).",
+        "",
+    ]
+    if "failure" in imported:
+        return [*lines, f"Failed: {imported['failure']}"]
+    return [
+        *lines,
+        "| path | seconds | cards/s |",
+        "|---|---:|---:|",
+        f"| direct SQL | {imported['sql_seconds']} | {imported['sql_cards_per_s']:,.0f} |",
+        f"| client → gateway | {imported['client_seconds']} | {imported['client_cards_per_s']:,.0f} |",
+        "",
+        f"Ratio (client / SQL): **{imported['ratio']:.2f}** (target ≥ {imported['target_ratio']}).",
+    ]
 
 
 def _growth(result: dict, latest: dict[str, dict]) -> list[str]:

@@ -34,10 +34,12 @@ from pathlib import Path
 
 import asyncpg
 
-from . import datagen, profile, report
+from . import client_import, datagen, profile, report
 from .measure import ROOT, Target, pgbench, pgbench_defines, wait_for_quiet, wrk
 
 SIZES = {"smoke": 2_000, "20k": 20_000, "100k": 100_000, "1m": 1_000_000, "10m": 10_000_000}
+# Cards the client import loads (and the direct SQL load beside it), whatever the data size.
+CLIENT_IMPORT_CARDS = {"smoke": 2_500}
 OPERATIONS = report.OPS
 PY = str(ROOT / ".venv" / "bin" / "python")
 
@@ -463,6 +465,21 @@ def measure_rate_limiter(plan: Plan, target: Target, data: dict, token: str, sta
     return runs
 
 
+def measure_client_import(plan: Plan, dsn: str) -> dict:
+    """cards_client's import_cards through the gateway beside cards.batch_create over one connection."""
+    cards = CLIENT_IMPORT_CARDS.get(plan.size, 100_000)
+    say(f"client import: {cards} cards through cards_client, and through cards.batch_create")
+    wait_for_quiet(plan.quiet_wait)
+    run = client_import.measure(dsn, f"http://127.0.0.1:{plan.gw_port}", cards)
+    say(
+        f"client import: {run['client_cards_per_s']:,.0f} cards/s, "
+        f"SQL {run['sql_cards_per_s']:,.0f} cards/s, "
+        f"ratio {run['ratio']:.2f} (target >= {run['target_ratio']})"
+        + (f"; FAILED: {run['failure']}" if "failure" in run else "")
+    )
+    return run
+
+
 def profile_gateway(plan: Plan, target: Target, data: dict, token: str) -> dict:
     """py-spy on the gateway while wrk drives retrieve and usage (not a measured run)."""
     out: dict = {}
@@ -497,6 +514,11 @@ def smoke_check(result: dict) -> list[str]:
             problems.append(
                 f"{name}: {run['errors']} failed requests (non-2xx, socket errors or failed transactions)"
             )
+    imported = result.get("client_import")
+    if not imported:
+        problems.append("client import: no run")
+    elif "failure" in imported:
+        problems.append(f"client import: {imported['failure']}")
     for op in OPERATIONS:
         for via in ("pgbench", "gateway"):
             if not any(r["op"] == op and r["via"] == via for r in result["runs"]):
@@ -579,6 +601,7 @@ def run(plan: Plan) -> int:
             statements[op] = asyncio.run(profile.top_statements(dsn))
         result["statements"] = statements
         result["batch_sizes"] = measure_batch_sizes(plan, target, data)
+        result["client_import"] = measure_client_import(plan, dsn)
         result["overhead"] = measure_overhead(plan, target, data)
         if plan.profile:
             say("profiling: EXPLAIN ANALYZE inside each call, py-spy on the gateway")
