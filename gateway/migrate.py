@@ -18,6 +18,10 @@ import asyncpg
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 _VERSIONED = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
+# On Citus these lines are left out of every file (see _citus_text).
+_ROLE_SWITCH = re.compile(
+    r"^[ \t]*(?:SET[ \t]+LOCAL[ \t]+ROLE[ \t]+cards_owner|RESET[ \t]+ROLE)[ \t]*;[ \t]*$", re.I | re.M
+)
 # Any constant would do; this one spells "cards" so it is recognisable in pg_locks.
 _LOCK_KEY = 0x6361726473
 
@@ -36,6 +40,8 @@ CREATE TABLE IF NOT EXISTS cards_meta.repeatable_scripts (
 -- Recorded from the runner that brought this column; NULL for a version applied before it.
 ALTER TABLE cards_meta.schema_migrations ADD COLUMN IF NOT EXISTS checksum text;
 """
+
+_CITUS_PRESENT = "SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus')"
 
 # The functions in schema `cards` that no repeatable script (re)created in this transaction,
 # leaving out what belongs to the schema rather than to sql/functions: extension members,
@@ -95,7 +101,43 @@ class AppliedMigrationChanged(SystemExit):
     """A versioned file differs from the one applied: the database and sql/ disagree."""
 
 
-async def _apply_versioned(conn: asyncpg.Connection, sql_dir: Path) -> list[str]:
+_TOKEN = re.compile(
+    r"""--[^\n]*|/\*.*?\*/|[Ee]'(?:[^'\\]|\\.|'')*'|'(?:[^']|'')*'|"(?:[^"]|"")*"|(\$[A-Za-z_0-9]*\$).*?\1|;|[^-/'"$;Ee]+|.""",
+    re.S,
+)
+
+
+def split_statements(text: str) -> list[str]:
+    """The statements of a file, each with its comments, split at the semicolons that are
+    not inside a quoted string, identifier, dollar-quoted body or comment."""
+    statements, current = [], []
+    for match in _TOKEN.finditer(text):
+        current.append(match.group(0))
+        if match.group(0) == ";":
+            statements.append("".join(current).strip())
+            current = []
+    rest = "".join(current).strip()
+    if rest and any(not line.strip().startswith("--") for line in rest.splitlines() if line.strip()):
+        statements.append(rest)
+    return statements
+
+
+async def _execute(conn: asyncpg.Connection, text: str, citus: bool) -> None:
+    """Runs a file. On a Citus coordinator, differently in two ways:
+    - without its role switches: Citus opens one connection per node for each role that
+      issues DDL, and a connection as cards_owner cannot see what the runner's connection
+      created in the same, still open transaction (the schema, a table). Everything runs as
+      the connecting superuser, and sql/citus/10_distribute.sql gives it all to cards_owner;
+    - one statement at a time: Citus sends some DDL to the workers as the text it was given
+      (CREATE TRIGGER), which must then be that one statement, not the whole file."""
+    if not citus:
+        await conn.execute(text)
+        return
+    for statement in split_statements(_ROLE_SWITCH.sub("", text)):
+        await conn.execute(statement)
+
+
+async def _apply_versioned(conn: asyncpg.Connection, sql_dir: Path, citus: bool) -> list[str]:
     recorded = {r["version"]: r for r in await conn.fetch("SELECT * FROM cards_meta.schema_migrations")}
     applied = []
     for version, path in versioned_migrations(sql_dir):
@@ -103,7 +145,7 @@ async def _apply_versioned(conn: asyncpg.Connection, sql_dir: Path) -> list[str]
         checksum = migration_checksum(text)
         row = recorded.get(version)
         if row is None:
-            await conn.execute(text)
+            await _execute(conn, text, citus)
             await conn.execute("RESET ROLE")
             await conn.execute(
                 "INSERT INTO cards_meta.schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
@@ -131,12 +173,21 @@ async def migrate(dsn: str, sql_dir: Path = SQL_DIR) -> list[str]:
     the functions dropped, as `drop <signature>`)."""
     conn = await asyncpg.connect(dsn)
     try:
+        citus = await conn.fetchval(
+            "SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus')"
+        )
+        if citus:
+            await conn.execute((sql_dir / "citus" / "00_roles.sql").read_text())
         async with conn.transaction():
             # Taken first, so that everything this run writes is newer (see _STALE_FUNCTIONS).
             await conn.execute("SELECT pg_catalog.txid_current()")
             await conn.execute("SELECT pg_advisory_xact_lock($1)", _LOCK_KEY)
+            if citus:
+                # The one trigger of the schema (sql/functions/15_card_tags.sql) touches only
+                # its own card's co-located rows, which is what Citus cannot check itself.
+                await conn.execute("SET LOCAL citus.enable_unsafe_triggers = on")
             await conn.execute(_BOOTSTRAP)
-            applied = await _apply_versioned(conn, sql_dir)
+            applied = await _apply_versioned(conn, sql_dir, citus)
             checksums = dict(await conn.fetch("SELECT name, checksum FROM cards_meta.repeatable_scripts"))
             scripts = [(path, path.read_text()) for path in repeatable_scripts(sql_dir)]
             # All of them or none: a changed function file may change what a policy file
@@ -145,29 +196,40 @@ async def migrate(dsn: str, sql_dir: Path = SQL_DIR) -> list[str]:
                 checksums.get(f"{path.parent.name}/{path.name}") != hashlib.sha256(text.encode()).hexdigest()
                 for path, text in scripts
             ):
-                applied += await _apply_repeatables(conn, scripts)
+                applied += await _apply_repeatables(conn, scripts, citus)
+            if citus:
+                # Every run, catalog-driven: whatever a migration or function file added is
+                # distributed without this runner or that file naming it.
+                await conn.execute((sql_dir / "citus" / "10_distribute.sql").read_text())
+        if citus:
+            # What Citus does not propagate, on every worker; after the commit, because
+            # run_command_on_workers commits on each worker on its own.
+            await conn.execute((sql_dir / "citus" / "20_every_node.sql").read_text())
     finally:
         await conn.close()
     return applied
 
 
-async def _apply_repeatables(conn: asyncpg.Connection, scripts: list[tuple[Path, str]]) -> list[str]:
+async def _apply_repeatables(
+    conn: asyncpg.Connection, scripts: list[tuple[Path, str]], citus: bool
+) -> list[str]:
     """Functions first, then the stale ones dropped, then the policies (which grant)."""
     applied = []
     functions = [(path, text) for path, text in scripts if path.parent.name == "functions"]
     policies = [(path, text) for path, text in scripts if path.parent.name != "functions"]
     for path, text in functions:
-        applied.append(await _apply_repeatable(conn, path, text))
+        applied.append(await _apply_repeatable(conn, path, text, citus))
     applied += await _drop_stale_functions(conn)
     for path, text in policies:
-        applied.append(await _apply_repeatable(conn, path, text))
+        applied.append(await _apply_repeatable(conn, path, text, citus))
     return applied
 
 
-async def _apply_repeatable(conn: asyncpg.Connection, path: Path, text: str) -> str:
+async def _apply_repeatable(conn: asyncpg.Connection, path: Path, text: str, citus: bool) -> str:
     name = f"{path.parent.name}/{path.name}"
-    await conn.execute("SET LOCAL ROLE cards_owner")
-    await conn.execute(text)
+    if not citus:
+        await conn.execute("SET LOCAL ROLE cards_owner")
+    await _execute(conn, text, citus)
     await conn.execute("RESET ROLE")
     await conn.execute(
         """INSERT INTO cards_meta.repeatable_scripts (name, checksum) VALUES ($1, $2)

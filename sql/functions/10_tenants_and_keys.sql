@@ -15,8 +15,7 @@ BEGIN
     IF p_name IS NULL OR char_length(p_name) NOT BETWEEN 1 AND 200 THEN
         PERFORM cards._raise_invalid('[{"field": "name", "message": "must be 1 to 200 characters"}]');
     END IF;
-    PERFORM set_config('cards.scope', '', true);
-    PERFORM set_config('cards.tenant_id', v_tenant_id::text, true);
+    PERFORM cards._scope_transaction(v_tenant_id, '');
     INSERT INTO cards.tenants (tenant_id, name) VALUES (v_tenant_id, p_name);
     RETURN v_tenant_id;
 END
@@ -38,8 +37,7 @@ BEGIN
     IF char_length(p_label) > 200 THEN
         PERFORM cards._raise_invalid('[{"field": "label", "message": "must be at most 200 characters"}]');
     END IF;
-    PERFORM set_config('cards.scope', '', true);
-    PERFORM set_config('cards.tenant_id', coalesce(p_tenant_id::text, ''), true);
+    PERFORM cards._scope_transaction(p_tenant_id, '');
     IF NOT EXISTS (SELECT FROM cards.tenants AS t WHERE t.tenant_id = p_tenant_id) THEN
         RAISE EXCEPTION USING ERRCODE = 'CKNFD', MESSAGE = 'No such tenant.';
     END IF;
@@ -87,8 +85,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM set_config('cards.scope', '', true);
-    PERFORM set_config('cards.tenant_id', p_tenant_id::text, true);
+    PERFORM cards._scope_transaction(p_tenant_id, '');
     UPDATE cards.tenants AS t SET active = p_active WHERE t.tenant_id = p_tenant_id;
     RETURN FOUND;
 END
@@ -108,8 +105,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM set_config('cards.scope', '', true);
-    PERFORM set_config('cards.tenant_id', coalesce(p_tenant_id::text, ''), true);
+    PERFORM cards._scope_transaction(p_tenant_id, '');
     RETURN EXISTS (
         SELECT FROM cards.api_keys AS k
         WHERE k.tenant_id = p_tenant_id AND k.key_hash = p_key_hash AND k.revoked_at IS NULL
