@@ -21,6 +21,22 @@ AS $$
     SELECT coalesce(pg_catalog.current_setting('cards.scope', true) = 'maintenance', false)
 $$;
 
+-- Sets what row-level security reads for the rest of the transaction: the tenant (NULL:
+-- none) and the scope ('' or 'maintenance'). SET LOCAL rather than set_config(…, true),
+-- which is the same on one node: on a Citus coordinator (citus.propagate_set_commands =
+-- 'local') the statement also reaches every worker a transaction block touches, so a call
+-- that is not delegated whole to one worker still meets the policies with its tenant.
+CREATE OR REPLACE FUNCTION cards._scope_transaction(p_tenant_id uuid, p_scope text)
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+AS $$
+BEGIN
+    EXECUTE pg_catalog.format('SET LOCAL cards.tenant_id = %L', coalesce(p_tenant_id::text, ''));
+    EXECUTE pg_catalog.format('SET LOCAL cards.scope = %L', p_scope);
+END
+$$;
+
 -- Scopes the transaction to one active tenant, or raises CKFBD. Leaves maintenance scope.
 CREATE OR REPLACE FUNCTION cards._enter_tenant(p_tenant_id uuid)
 RETURNS void
@@ -28,8 +44,7 @@ LANGUAGE plpgsql
 VOLATILE
 AS $$
 BEGIN
-    PERFORM pg_catalog.set_config('cards.scope', '', true);
-    PERFORM pg_catalog.set_config('cards.tenant_id', coalesce(p_tenant_id::text, ''), true);
+    PERFORM cards._scope_transaction(p_tenant_id, '');
     IF NOT EXISTS (
         SELECT FROM cards.tenants AS t
         WHERE t.tenant_id = p_tenant_id AND t.active
@@ -47,8 +62,7 @@ RETURNS void
 LANGUAGE sql
 VOLATILE
 AS $$
-    SELECT pg_catalog.set_config('cards.tenant_id', '', true);
-    SELECT pg_catalog.set_config('cards.scope', 'maintenance', true);
+    SELECT cards._scope_transaction(NULL, 'maintenance');
 $$;
 
 -- RFC 3339 in UTC with microseconds, the form every timestamp is answered in. STABLE

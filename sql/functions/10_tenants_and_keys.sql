@@ -12,17 +12,6 @@ AS $$
     VALUES (p_tenant_id, session_user, p_action, p_detail)
 $$;
 
--- Scopes the transaction to one tenant for an admin function, whether or not it is
--- active (admins change suspended tenants too). Leaves maintenance scope.
-CREATE OR REPLACE FUNCTION cards._enter_tenant_as_admin(p_tenant_id uuid)
-RETURNS void
-LANGUAGE sql
-VOLATILE
-AS $$
-    SELECT pg_catalog.set_config('cards.scope', '', true);
-    SELECT pg_catalog.set_config('cards.tenant_id', coalesce(p_tenant_id::text, ''), true);
-$$;
-
 -- Creates an active tenant and returns its id.
 CREATE OR REPLACE FUNCTION cards.create_tenant(p_name text)
 RETURNS uuid
@@ -37,7 +26,7 @@ BEGIN
     IF p_name IS NULL OR char_length(p_name) NOT BETWEEN 1 AND 200 THEN
         PERFORM cards._raise_invalid('[{"field": "name", "message": "must be 1 to 200 characters"}]');
     END IF;
-    PERFORM cards._enter_tenant_as_admin(v_tenant_id);
+    PERFORM cards._scope_transaction(v_tenant_id, '');
     INSERT INTO cards.tenants (tenant_id, name) VALUES (v_tenant_id, p_name);
     PERFORM cards._audit(v_tenant_id, 'create_tenant', jsonb_build_object('name', p_name));
     RETURN v_tenant_id;
@@ -79,7 +68,7 @@ BEGIN
     IF jsonb_array_length(v_errors) > 0 THEN
         PERFORM cards._raise_invalid(v_errors);
     END IF;
-    PERFORM cards._enter_tenant_as_admin(p_tenant_id);
+    PERFORM cards._scope_transaction(p_tenant_id, '');
     IF NOT EXISTS (SELECT FROM cards.tenants AS t WHERE t.tenant_id = p_tenant_id) THEN
         RAISE EXCEPTION USING ERRCODE = 'CKNFD', MESSAGE = 'No such tenant.';
     END IF;
@@ -119,7 +108,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM cards._enter_tenant_as_admin(p_tenant_id);
+    PERFORM cards._scope_transaction(p_tenant_id, '');
     IF NOT EXISTS (SELECT FROM cards.tenants AS t WHERE t.tenant_id = p_tenant_id) THEN
         RAISE EXCEPTION USING ERRCODE = 'CKNFD', MESSAGE = 'No such tenant.';
     END IF;
@@ -148,7 +137,7 @@ DECLARE
 BEGIN
     PERFORM cards._enter_maintenance();
     SELECT k.tenant_id INTO v_tenant_id FROM cards.api_keys AS k WHERE k.key_id = p_key_id;
-    PERFORM cards._enter_tenant_as_admin(v_tenant_id);
+    PERFORM cards._scope_transaction(v_tenant_id, '');
     UPDATE cards.api_keys AS k SET revoked_at = now()
     WHERE k.tenant_id = v_tenant_id AND k.key_id = p_key_id AND k.revoked_at IS NULL;
     IF NOT FOUND THEN
@@ -171,7 +160,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM cards._enter_tenant_as_admin(p_tenant_id);
+    PERFORM cards._scope_transaction(p_tenant_id, '');
     UPDATE cards.tenants AS t SET active = p_active WHERE t.tenant_id = p_tenant_id;
     IF NOT FOUND THEN
         RETURN false;
@@ -216,7 +205,7 @@ BEGIN
     IF jsonb_array_length(v_errors) > 0 THEN
         PERFORM cards._raise_invalid(v_errors);
     END IF;
-    PERFORM cards._enter_tenant_as_admin(p_tenant_id);
+    PERFORM cards._scope_transaction(p_tenant_id, '');
     UPDATE cards.tenants AS t
     SET requests_per_second = p_requests_per_second, burst = p_burst, max_cards = p_max_cards
     WHERE t.tenant_id = p_tenant_id;
@@ -254,7 +243,7 @@ BEGIN
     IF p_limit IS NULL OR p_limit NOT BETWEEN 1 AND 1000 THEN
         PERFORM cards._raise_invalid('[{"field": "p_limit", "message": "must be 1 to 1000"}]');
     END IF;
-    PERFORM cards._enter_tenant_as_admin(p_tenant_id);
+    PERFORM cards._scope_transaction(p_tenant_id, '');
     RETURN QUERY
     SELECT a.event_id, a.at, a.actor, a.action, a.detail
     FROM cards.audit_log AS a
@@ -278,8 +267,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM set_config('cards.scope', '', true);
-    PERFORM set_config('cards.tenant_id', coalesce(p_tenant_id::text, ''), true);
+    PERFORM cards._scope_transaction(p_tenant_id, '');
     RETURN EXISTS (
         SELECT FROM cards.api_keys AS k
         WHERE
@@ -304,7 +292,7 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
-    PERFORM cards._enter_tenant_as_admin(p_tenant_id);
+    PERFORM cards._scope_transaction(p_tenant_id, '');
     UPDATE cards.api_keys AS k SET last_used_at = now()
     WHERE
         k.tenant_id = p_tenant_id AND k.key_hash = p_key_hash AND k.revoked_at IS NULL

@@ -1,23 +1,24 @@
 -- cards.card_tags, the index of the tag listing (sql/schema/0005_card_tags.sql), kept
--- equal to the tags of the live cards by triggers on cards.cards, so that every write
--- keeps it right: the functions', a migration's or an operator's.
+-- equal to the tags of the live cards: batch_create adds the rows of the cards it inserts,
+-- and a row trigger on cards.cards moves them for every change, so that any update keeps
+-- them right: the functions', a migration's or an operator's. (A statement trigger used
+-- to add them; its transition table does not reach a Citus shard, docs/SCALING.md. A
+-- card inserted other than by batch_create gets its rows from whoever inserts it.)
 
--- The tag rows of the cards one statement inserted: one INSERT for a whole batch (a
--- trigger per card cost a batch of 100 twice as much).
-CREATE OR REPLACE FUNCTION cards._add_card_tags()
-RETURNS trigger
-LANGUAGE plpgsql
+-- The tag rows of a tenant's new cards: one INSERT for a whole batch.
+CREATE OR REPLACE FUNCTION cards._add_card_tags(p_tenant_id uuid, p_card_ids uuid[])
+RETURNS void
+LANGUAGE plpgsql  -- not sql: Citus cannot plan a SQL function's statement with its parameters
+VOLATILE
 AS $$
 BEGIN
     INSERT INTO cards.card_tags (tenant_id, tag, created_at, card_id)
-    SELECT n.tenant_id, t.tag, n.created_at, n.card_id
-    FROM new_cards AS n
-    CROSS JOIN LATERAL unnest(n.tags) AS t (tag)
-    WHERE n.deleted_at IS NULL;
-    RETURN NULL;
+    SELECT c.tenant_id, t.tag, c.created_at, c.card_id
+    FROM cards.cards AS c
+    CROSS JOIN LATERAL unnest(c.tags) AS t (tag)
+    WHERE c.tenant_id = p_tenant_id AND c.card_id = ANY(p_card_ids) AND c.deleted_at IS NULL;
 END
 $$;
-COMMENT ON FUNCTION cards._add_card_tags() IS 'Trigger: the card_tags rows of inserted cards.';
 
 -- A changed card's tag rows: they go when it is deleted, come back when it is restored,
 -- and follow a change of its tags (or of its creation time, their order, or of its id).
@@ -42,11 +43,7 @@ END
 $$;
 COMMENT ON FUNCTION cards._move_card_tags() IS 'Trigger: the card_tags rows of a changed card.';
 
-CREATE OR REPLACE TRIGGER card_tags_of_new_cards
-AFTER INSERT ON cards.cards
-REFERENCING NEW TABLE AS new_cards
-FOR EACH STATEMENT
-EXECUTE FUNCTION cards._add_card_tags();
+DROP TRIGGER IF EXISTS card_tags_of_new_cards ON cards.cards;
 
 CREATE OR REPLACE TRIGGER card_tags_of_changed_cards
 AFTER UPDATE OF tenant_id, card_id, tags, created_at, deleted_at ON cards.cards

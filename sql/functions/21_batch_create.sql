@@ -17,6 +17,8 @@ DECLARE
     v_claimed boolean;
     v_stored cards.idempotency_keys;
     v_lock_timeout text := current_setting('lock_timeout');
+    -- A value, not now() in the statement: Citus takes no function in ON CONFLICT's WHERE.
+    v_now timestamptz := now();
     v_ttl interval := greatest(
         coalesce(nullif(current_setting('cards.idempotency_ttl', true), ''), '24 hours')::interval,
         interval '24 hours'
@@ -27,7 +29,7 @@ BEGIN
     );
     BEGIN
         INSERT INTO cards.idempotency_keys AS k (tenant_id, idempotency_key, request_hash, expires_at)
-        VALUES (p_tenant_id, p_key, p_request_hash, now() + v_ttl)
+        VALUES (p_tenant_id, p_key, p_request_hash, v_now + v_ttl)
         ON CONFLICT (tenant_id, idempotency_key) DO UPDATE
         SET
             request_hash = excluded.request_hash,
@@ -35,7 +37,7 @@ BEGIN
             response_body = NULL,
             created_at = excluded.created_at,
             expires_at = excluded.expires_at
-        WHERE k.expires_at <= now()
+        WHERE k.expires_at <= v_now
         RETURNING true INTO v_claimed;
     EXCEPTION WHEN lock_not_available THEN
         RAISE EXCEPTION USING
@@ -123,6 +125,7 @@ BEGIN
     SELECT coalesce(array_agg(i.content_hash), '{}'), coalesce(array_agg(i.card_id), '{}')
     INTO v_created, v_created_ids
     FROM inserted AS i;
+    PERFORM cards._add_card_tags(p_tenant_id, v_created_ids);  -- their cards.card_tags rows
 
     -- Duplicates are looked up in a new statement, so with a new snapshot: it also sees
     -- the cards that a concurrent batch committed while this one waited on their hashes.

@@ -54,7 +54,8 @@ BEGIN
         SELECT i.id, min(i.ord) AS ord FROM unnest(p_ids) WITH ORDINALITY AS i (id, ord) GROUP BY i.id
     ) AS w
     LEFT JOIN LATERAL (
-        SELECT cards._card_json(c, u.usage_count, u.last_used_at) AS card
+        -- ROW(c.*)::cards.cards, not c: on a Citus shard `c` has the shard's row type.
+        SELECT cards._card_json(ROW(c.*)::cards.cards, u.usage_count, u.last_used_at) AS card
         FROM cards.cards AS c
         CROSS JOIN LATERAL (
             SELECT sum(n.usage_count) AS usage_count, max(n.last_used_at) AS last_used_at

@@ -125,12 +125,15 @@ $$;
 -- A card as answered by the single-card routes: the document and its ETag.
 CREATE OR REPLACE FUNCTION cards._card_with_etag(p_card cards.cards)
 RETURNS TABLE (card json, etag text)
-LANGUAGE sql
+LANGUAGE plpgsql  -- not sql: Citus cannot plan a SQL function's statement with its parameters
 STABLE
 AS $$
+BEGIN
+    RETURN QUERY
     SELECT cards._card_json(p_card, sum(n.usage_count), max(n.last_used_at)), cards._etag(p_card)
     FROM cards.card_usage_counters AS n
-    WHERE n.tenant_id = p_card.tenant_id AND n.card_id = p_card.card_id
+    WHERE n.tenant_id = p_card.tenant_id AND n.card_id = p_card.card_id;
+END
 $$;
 
 -- One live card of the tenant, with its ETag; CKNFD for unknown, deleted or foreign ids.
@@ -255,7 +258,8 @@ BEGIN
 
     -- Only the filters given are in the statement, so each combination is planned on its
     -- own (and served by its index); values travel only as parameters.
-    v_sql := 'SELECT c FROM '
+    -- The row as cards.cards, for on a Citus shard `c` has the shard's own row type.
+    v_sql := 'SELECT ROW(c.*)::cards.cards AS c FROM '
         || CASE
             WHEN v_tag IS NOT NULL THEN
                 'cards.card_tags AS t INNER JOIN cards.cards AS c ON c.tenant_id = t.tenant_id'

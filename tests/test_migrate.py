@@ -1,0 +1,133 @@
+"""The migration runner's guards: an applied versioned file may not change (comments aside),
+and a `cards` function that sql/functions no longer defines is dropped, grants and all.
+Each test migrates a database of its own from a copy of sql/ that it edits."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from gateway.migrate import SQL_DIR, AppliedMigrationChanged, migrate
+
+PROBE = """-- A probe function of the tests.
+CREATE OR REPLACE FUNCTION cards.probe({args})
+RETURNS integer
+LANGUAGE sql
+IMMUTABLE
+AS $$ SELECT 1 $$;
+GRANT EXECUTE ON FUNCTION cards.probe({args}) TO cards_admin;
+"""
+
+
+@pytest.fixture
+def sql_dir(tmp_path: Path) -> Path:
+    copy = tmp_path / "sql"
+    shutil.copytree(SQL_DIR, copy)
+    return copy
+
+
+@pytest.fixture
+async def migrated(make_database, sql_dir: Path) -> str:
+    dsn = make_database("cards_migrate")
+    await migrate(dsn, sql_dir)
+    return dsn
+
+
+def value(dsn: str, query: str, *args):
+    with psycopg.connect(dsn) as conn:
+        return conn.execute(query, args).fetchone()[0]
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+
+
+def probe_signatures(dsn: str) -> list[str]:
+    with psycopg.connect(dsn) as conn:
+        rows = conn.execute(
+            "SELECT oid::regprocedure::text FROM pg_proc WHERE proname = 'probe' ORDER BY 1"
+        ).fetchall()
+    return [r[0] for r in rows]
+
+
+async def test_a_second_run_applies_nothing(migrated: str, sql_dir: Path):
+    assert await migrate(migrated, sql_dir) == []
+
+
+async def test_an_applied_migration_may_have_its_comments_and_trailing_space_edited(
+    migrated: str, sql_dir: Path
+):
+    path = sql_dir / "schema" / "0002_tables.sql"
+    path.write_text(
+        "-- a corrected comment\n" + path.read_text().replace(";\n", ";   \n", 3) + "\n  -- more\n"
+    )
+    assert await migrate(migrated, sql_dir) == []
+
+
+async def test_an_applied_migration_whose_statement_changed_is_refused(migrated: str, sql_dir: Path):
+    edit(sql_dir / "schema" / "0005_card_tags.sql", "CREATE TABLE", "CREATE UNLOGGED TABLE")
+    with pytest.raises(AppliedMigrationChanged, match=r"sql/schema/0005_card_tags\.sql differs"):
+        await migrate(migrated, sql_dir)
+
+
+async def test_a_refused_run_applies_nothing_else(migrated: str, sql_dir: Path):
+    (sql_dir / "schema" / "0006_more.sql").write_text(
+        "CREATE TABLE cards.more (tenant_id uuid PRIMARY KEY);\n"
+    )
+    edit(sql_dir / "schema" / "0001_roles_and_schemas.sql", "REVOKE ALL", "GRANT ALL")
+    with pytest.raises(AppliedMigrationChanged):
+        await migrate(migrated, sql_dir)
+    assert value(migrated, "SELECT max(version) FROM cards_meta.schema_migrations") == 5
+    assert value(migrated, "SELECT to_regclass('cards.more')") is None
+
+
+async def test_a_database_migrated_before_checksums_records_them_on_its_next_run(
+    migrated: str, sql_dir: Path
+):
+    with psycopg.connect(migrated, autocommit=True) as conn:
+        conn.execute("UPDATE cards_meta.schema_migrations SET checksum = NULL")
+    assert await migrate(migrated, sql_dir) == []
+    assert value(migrated, "SELECT count(*) FROM cards_meta.schema_migrations WHERE checksum IS NULL") == 0
+    edit(sql_dir / "schema" / "0003_card_lifecycle.sql", "CREATE", "CREATE  ")
+    with pytest.raises(AppliedMigrationChanged, match="0003_card_lifecycle"):
+        await migrate(migrated, sql_dir)
+
+
+async def test_a_changed_signature_leaves_no_old_overload(migrated: str, sql_dir: Path):
+    probe = sql_dir / "functions" / "95_probe.sql"
+    probe.write_text(PROBE.format(args="uuid, text"))
+    await migrate(migrated, sql_dir)
+    probe.write_text(PROBE.format(args="uuid, text, integer, boolean"))
+    applied = await migrate(migrated, sql_dir)
+    assert "drop cards.probe(uuid,text)" in applied
+    assert probe_signatures(migrated) == ["cards.probe(uuid,text,integer,boolean)"]
+    assert value(
+        migrated,
+        "SELECT has_function_privilege('cards_admin', 'cards.probe(uuid,text,integer,boolean)', 'EXECUTE')",
+    )
+
+
+async def test_a_function_no_file_defines_is_dropped(migrated: str, sql_dir: Path):
+    probe = sql_dir / "functions" / "95_probe.sql"
+    probe.write_text(PROBE.format(args="uuid"))
+    await migrate(migrated, sql_dir)
+    probe.unlink()
+    (sql_dir / "functions" / "96_other.sql").write_text(
+        "-- a file of its own, so the run happens\nSELECT 1;\n"
+    )
+    assert "drop cards.probe(uuid)" in await migrate(migrated, sql_dir)
+    assert probe_signatures(migrated) == []
+
+
+async def test_the_drop_spares_what_the_schema_is_built_on(migrated: str, sql_dir: Path):
+    (sql_dir / "functions" / "96_other.sql").write_text(
+        "-- a new file: every repeatable runs again\nSELECT 1;\n"
+    )
+    applied = await migrate(migrated, sql_dir)
+    assert [name for name in applied if name.startswith("drop ")] == []
+    assert value(migrated, "SELECT to_regprocedure('cards.search_vector(text, jsonb)') IS NOT NULL")
