@@ -258,6 +258,14 @@ def cmd_import(client: CardsClient, args: argparse.Namespace) -> int:
                 progress=bar,
                 skip_invalid=True,
             )
+        except CardsError as exc:
+            print(f"cards: {exc}", file=sys.stderr)
+            print(
+                "cards: the chunks stored before this are kept; run the same import again (with the same"
+                " --key-prefix, if one was given) and they are replayed, not created twice",
+                file=sys.stderr,
+            )
+            return 1
         finally:
             if bar is not None:
                 bar.close()
