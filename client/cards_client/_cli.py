@@ -337,7 +337,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parser() -> argparse.ArgumentParser:
-    connection = argparse.ArgumentParser(add_help=False)
+    connection = _Parser(add_help=False)
     connection.add_argument(
         "--base-url", default=argparse.SUPPRESS, help="the API (default: $CARDS_BASE_URL)"
     )
@@ -397,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         with CardsClient(
             getattr(args, "base_url", None), getattr(args, "api_key", None), **options
         ) as client:
-            return args.run(client, args)
+            return int(args.run(client, args))
     except UsageError as exc:
         print(f"cards: error: {exc}", file=sys.stderr)
         return 2
