@@ -100,11 +100,11 @@ class AsyncCardsClient:
             try:
                 response = await self._http.send(request)
             except httpx.TransportError as exc:
-                delay = self._core.retry_delay(call, attempt, None, exc)
+                delay = self._core.next_try(call, attempt, None, exc)
                 if delay is None:
                     raise connection_error(exc, call) from exc
             else:
-                delay = self._core.retry_delay(call, attempt, response, None)
+                delay = self._core.next_try(call, attempt, response, None)
                 if delay is None:
                     return self._core.outcome(call, response)
             await self._sleep(delay)

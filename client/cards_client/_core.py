@@ -8,6 +8,7 @@ import builtins
 import dataclasses
 import email.utils
 import json
+import logging
 import os
 import platform
 import random
@@ -31,6 +32,8 @@ from ._types import (
     UsageSummary,
 )
 from ._version import __version__
+
+log = logging.getLogger("cards_client")
 
 DEFAULT_BASE_URL = "http://localhost:8002"
 # A batch of 1000 cards takes well under a second; the gateway gives up on a statement after 15 s
@@ -284,6 +287,22 @@ class Core:
         if hinted is None:
             return backoff(attempt)
         return max(0.0, min(hinted, MAX_RETRY_AFTER_S))
+
+    def next_try(
+        self, call: Call[Any], attempt: int, response: httpx.Response | None, error: Exception | None
+    ) -> float | None:
+        """`retry_delay`, and one INFO line (logger `cards_client`) for each retry it allows."""
+        delay = self.retry_delay(call, attempt, response, error)
+        if delay is not None:
+            if response is not None:
+                reason = f"{response.status_code} {problem_slug(response) or response.reason_phrase}"
+            else:
+                reason = type(error).__name__
+            log.info(
+                "%s %s: %s; retry %d of %d in %.2f s",
+                *(call.method, call.path, reason, attempt + 1, self.max_retries, delay),
+            )
+        return delay
 
 
 def not_sent(error: Exception) -> bool:

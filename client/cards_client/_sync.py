@@ -101,11 +101,11 @@ class CardsClient:
             try:
                 response = self._http.send(request)
             except httpx.TransportError as exc:
-                delay = self._core.retry_delay(call, attempt, None, exc)
+                delay = self._core.next_try(call, attempt, None, exc)
                 if delay is None:
                     raise connection_error(exc, call) from exc
             else:
-                delay = self._core.retry_delay(call, attempt, response, None)
+                delay = self._core.next_try(call, attempt, response, None)
                 if delay is None:
                     return self._core.outcome(call, response)
             self._sleep(delay)
