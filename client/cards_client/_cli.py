@@ -352,7 +352,7 @@ def parser() -> argparse.ArgumentParser:
     imp = commands.add_parser(
         "import", parents=[connection], help="create the cards of a .jsonl, .json or .csv file"
     )
-    imp.add_argument("file")
+    imp.add_argument("file", help="a .jsonl, .json (one array) or .csv file of cards")
     imp.add_argument(
         "--format", choices=("jsonl", "json", "csv"), help="the file's format (default: its suffix)"
     )
@@ -370,11 +370,11 @@ def parser() -> argparse.ArgumentParser:
     exp.set_defaults(run=cmd_export)
 
     get = commands.add_parser("get", parents=[connection], help="one card as JSON")
-    get.add_argument("id")
+    get.add_argument("id", help="the card's id")
     get.set_defaults(run=cmd_get)
 
     use = commands.add_parser("usage", parents=[connection], help="report that a workflow run used a card")
-    use.add_argument("id")
+    use.add_argument("id", help="the card's id")
     use.add_argument("--workflow-id", required=True)
     use.add_argument("--run-id", required=True)
     use.add_argument("--metadata", help="a JSON object stored with the report")
