@@ -98,6 +98,7 @@ test-client: deps ## the cards-client package: clean build into a fresh venv, it
 	@cd $(CLIENT_WORK) && CARDS_TEST_DSN="$(TEST_DSN)" CARDS_PROJECT_ROOT="$(CURDIR)" \
 	    CARDS_GATEWAY_PYTHON="$(CURDIR)/$(PY)" CARDS_CLIENT_REQUIRE_GATEWAY=1 \
 	    venv/bin/pytest -q -p no:cacheprovider client/tests
+	@cd $(CLIENT_WORK) && venv/bin/mypy --strict --no-incremental client/cards_client
 
 SIZE ?= 100k
 bench: deps bench-deps ## every endpoint: pgbench vs gateway (wrk) at 4/16/64 connections; SIZE=100k|1m|10m

@@ -1,9 +1,11 @@
 """The client's import against the database's own: the same N cards loaded into two fresh tenants,
-once by `SELECT cards.batch_create(...)` over one connection (chunks of 1000, as a trusted job
-would) and once by `cards_client.CardsClient.import_cards` through the gateway (chunks of 1000, one
-stream). Both are single streams and build their cards from the same generator inside the timed
-part, so the ratio is the cost of the HTTP path: the client's JSON and hashing, the gateway, and
-the round trip. The SQL load runs first, so the client's load meets the larger table.
+by `SELECT cards.batch_create(...)` over one connection (chunks of 1000, as a trusted job would)
+and by `cards_client.CardsClient.import_cards` through the gateway (chunks of 1000, one stream).
+The two are interleaved chunk by chunk — each time the client asks its input for the next chunk,
+one SQL chunk runs (timed on its own, and not counted in the client's time) — so both meet the
+same machine, the same other load and tables of the same size. Both build their cards from the
+same generator inside the timed part, so the ratio is the cost of the HTTP path: the client's
+JSON and key hashing, the gateway, and the round trip.
 
     python -m bench.client_import DSN GATEWAY_URL --cards 100000
 """
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import random
 import time
@@ -40,58 +43,57 @@ async def _tenant(conn: asyncpg.Connection, name: str) -> tuple[str, str]:
     return str(tenant_id), key
 
 
-async def _sql_load(dsn: str, tenant_id: str, cards: int, run: str) -> tuple[float, int]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        created = 0
-        started = time.perf_counter()
-        chunk: list[dict] = []
-        n = 0
-        for card in generate(cards):
-            chunk.append(card)
-            if len(chunk) == CHUNK or n * CHUNK + len(chunk) == cards:
-                doc = await conn.fetchval(
-                    "SELECT response FROM cards.batch_create($1::uuid, $2::jsonb, $3)",
-                    tenant_id,
-                    orjson.dumps(chunk).decode(),
-                    f"{run}-sql-{n}",
-                )
-                created += orjson.loads(doc)["created"]
-                chunk, n = [], n + 1
-        return time.perf_counter() - started, created
-    finally:
-        await conn.close()
-
-
 def measure(dsn: str, gateway_url: str, cards: int) -> dict:
-    """Both loads, timed; cards/s of each and their ratio (client / SQL)."""
+    """Both loads, interleaved and timed apart; cards/s of each and their ratio (client / SQL)."""
     run = f"bench-{time.time_ns()}"
+    loop = asyncio.new_event_loop()
+    conn = loop.run_until_complete(asyncpg.connect(dsn))
+    try:
+        (sql_tenant, _) = loop.run_until_complete(_tenant(conn, "bench import sql"))
+        (_, client_key) = loop.run_until_complete(_tenant(conn, "bench import client"))
+        sql_rows = generate(cards)
+        sql = {"seconds": 0.0, "created": 0, "chunks": 0}
 
-    async def tenants() -> tuple[tuple[str, str], tuple[str, str]]:
-        conn = await asyncpg.connect(dsn)
-        try:
-            return await _tenant(conn, "bench import sql"), await _tenant(conn, "bench import client")
-        finally:
-            await conn.close()
+        def sql_chunk() -> None:
+            started = time.perf_counter()
+            chunk = list(itertools.islice(sql_rows, CHUNK))
+            doc = loop.run_until_complete(
+                conn.fetchval(
+                    "SELECT response FROM cards.batch_create($1::uuid, $2::jsonb, $3)",
+                    sql_tenant,
+                    orjson.dumps(chunk).decode(),
+                    f"{run}-sql-{sql['chunks']}",
+                )
+            )
+            sql["created"] += orjson.loads(doc)["created"]
+            sql["chunks"] += 1
+            sql["seconds"] += time.perf_counter() - started
 
-    (sql_tenant, _), (_, client_key) = asyncio.run(tenants())
-    sql_seconds, sql_created = asyncio.run(_sql_load(dsn, sql_tenant, cards, run))
-    with CardsClient(gateway_url, client_key) as client:
-        started = time.perf_counter()
-        report = client.import_cards(generate(cards), chunk_size=CHUNK, key_prefix=f"{run}-client")
-        client_seconds = time.perf_counter() - started
+        def client_rows() -> Iterator[dict]:
+            for n, row in enumerate(generate(cards)):
+                if n % CHUNK == 0:
+                    sql_chunk()  # the client has sent every chunk before this one
+                yield row
+
+        with CardsClient(gateway_url, client_key) as client:
+            started = time.perf_counter()
+            report = client.import_cards(client_rows(), chunk_size=CHUNK, key_prefix=f"{run}-client")
+            client_seconds = time.perf_counter() - started - sql["seconds"]
+    finally:
+        loop.run_until_complete(conn.close())
+        loop.close()
     out = {
         "cards": cards,
         "chunk": CHUNK,
-        "sql_seconds": round(sql_seconds, 2),
+        "sql_seconds": round(sql["seconds"], 2),
         "client_seconds": round(client_seconds, 2),
-        "sql_cards_per_s": round(cards / sql_seconds, 1),
+        "sql_cards_per_s": round(cards / sql["seconds"], 1),
         "client_cards_per_s": round(cards / client_seconds, 1),
-        "ratio": round(sql_seconds / client_seconds, 3),
+        "ratio": round(sql["seconds"] / client_seconds, 3),
         "target_ratio": TARGET_RATIO,
     }
-    if sql_created != cards or report.created != cards or report.rejected:
-        out["failure"] = f"created {sql_created} by SQL and {report.created} by the client, of {cards}"
+    if sql["created"] != cards or report.created != cards or report.rejected:
+        out["failure"] = f"created {sql['created']} by SQL and {report.created} by the client, of {cards}"
     return out
 
 

@@ -390,7 +390,7 @@ def _client_import(result: dict) -> list[str]:
         f"{imported['cards']:,} new cards into a fresh tenant, chunks of {imported['chunk']}, "
         "one stream each: "
         "`cards_client.CardsClient.import_cards` through the gateway, and `SELECT cards.batch_create(...)` "
-        "over one connection (run first).",
+        "over one connection, interleaved chunk by chunk and timed apart.",
         "",
     ]
     if "failure" in imported:

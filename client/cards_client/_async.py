@@ -5,19 +5,29 @@ from __future__ import annotations
 import asyncio
 import builtins
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Generator, Iterable, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Generator, Iterable, Mapping
 from datetime import datetime
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import httpx
 
-from ._core import _UNSET, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, Call, Core, connection_error, new_trace_id
+from ._core import (
+    _UNSET,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT,
+    Call,
+    Core,
+    Page,
+    connection_error,
+    new_trace_id,
+)
 from ._errors import ValidationError
 from ._importing import ImportRun, Progress, Row, achunks
 from ._types import BatchResult, Card, ImportReport, RetrieveResult, UsageRecord, UsageResult, UsageSummary
 from ._workflow import AsyncRun
 
+R = TypeVar("R")
 T = TypeVar("T")
 
 
@@ -82,7 +92,7 @@ class AsyncCardsClient:
 
     # --- sending ---
 
-    async def _send(self, call: Call) -> Any:
+    async def _send(self, call: Call[R]) -> R:
         trace_id = new_trace_id()
         attempt = 0
         while True:
@@ -90,17 +100,19 @@ class AsyncCardsClient:
             try:
                 response = await self._http.send(request)
             except httpx.TransportError as exc:
-                delay = self._core.retry_delay(call, attempt, None, exc)
+                delay = self._core.next_try(call, attempt, None, exc)
                 if delay is None:
                     raise connection_error(exc, call) from exc
             else:
-                delay = self._core.retry_delay(call, attempt, response, None)
+                delay = self._core.next_try(call, attempt, response, None)
                 if delay is None:
                     return self._core.outcome(call, response)
             await self._sleep(delay)
             attempt += 1
 
-    async def _pages(self, first: Call, next_call: Any) -> AsyncIterator[Any]:
+    async def _pages(
+        self, first: Call[Page[T]], next_call: Callable[[str], Call[Page[T]]]
+    ) -> AsyncIterator[T]:
         call = first
         while True:
             items, cursor = await self._send(call)
@@ -110,7 +122,7 @@ class AsyncCardsClient:
                 return
             call = next_call(cursor)
 
-    async def _drive(self, steps: Generator[Call, Any, T]) -> T:
+    async def _drive(self, steps: Generator[Call[Any], Any, T]) -> T:
         try:
             call = next(steps)
             while True:
@@ -121,7 +133,7 @@ class AsyncCardsClient:
                 else:
                     call = steps.send(result)
         except StopIteration as done:
-            return done.value
+            return cast(T, done.value)
 
     # --- the API (see CardsClient for each method) ---
 

@@ -258,6 +258,14 @@ def cmd_import(client: CardsClient, args: argparse.Namespace) -> int:
                 progress=bar,
                 skip_invalid=True,
             )
+        except CardsError as exc:
+            print(f"cards: {exc}", file=sys.stderr)
+            print(
+                "cards: the chunks stored before this are kept; run the same import again (with the same"
+                " --key-prefix, if one was given) and they are replayed, not created twice",
+                file=sys.stderr,
+            )
+            return 1
         finally:
             if bar is not None:
                 bar.close()
@@ -329,7 +337,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def parser() -> argparse.ArgumentParser:
-    connection = argparse.ArgumentParser(add_help=False)
+    connection = _Parser(add_help=False)
     connection.add_argument(
         "--base-url", default=argparse.SUPPRESS, help="the API (default: $CARDS_BASE_URL)"
     )
@@ -344,7 +352,7 @@ def parser() -> argparse.ArgumentParser:
     imp = commands.add_parser(
         "import", parents=[connection], help="create the cards of a .jsonl, .json or .csv file"
     )
-    imp.add_argument("file")
+    imp.add_argument("file", help="a .jsonl, .json (one array) or .csv file of cards")
     imp.add_argument(
         "--format", choices=("jsonl", "json", "csv"), help="the file's format (default: its suffix)"
     )
@@ -362,11 +370,11 @@ def parser() -> argparse.ArgumentParser:
     exp.set_defaults(run=cmd_export)
 
     get = commands.add_parser("get", parents=[connection], help="one card as JSON")
-    get.add_argument("id")
+    get.add_argument("id", help="the card's id")
     get.set_defaults(run=cmd_get)
 
     use = commands.add_parser("usage", parents=[connection], help="report that a workflow run used a card")
-    use.add_argument("id")
+    use.add_argument("id", help="the card's id")
     use.add_argument("--workflow-id", required=True)
     use.add_argument("--run-id", required=True)
     use.add_argument("--metadata", help="a JSON object stored with the report")
@@ -389,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         with CardsClient(
             getattr(args, "base_url", None), getattr(args, "api_key", None), **options
         ) as client:
-            return args.run(client, args)
+            return int(args.run(client, args))
     except UsageError as exc:
         print(f"cards: error: {exc}", file=sys.stderr)
         return 2

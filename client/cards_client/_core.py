@@ -8,6 +8,7 @@ import builtins
 import dataclasses
 import email.utils
 import json
+import logging
 import os
 import platform
 import random
@@ -16,7 +17,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Generic, TypeVar
 from urllib.parse import quote
 
 import httpx
@@ -31,6 +32,8 @@ from ._types import (
     UsageSummary,
 )
 from ._version import __version__
+
+log = logging.getLogger("cards_client")
 
 DEFAULT_BASE_URL = "http://localhost:8002"
 # A batch of 1000 cards takes well under a second; the gateway gives up on a statement after 15 s
@@ -61,10 +64,14 @@ OPERATIONS: dict[str, str] = {
 }
 
 _UNSET: Any = object()  # a keyword argument the caller did not give (None is not a valid field value)
+R = TypeVar("R")
+T = TypeVar("T")
+# A page of a listing: its items, and the cursor of the next page (None on the last).
+Page = tuple[builtins.list[T], str | None]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Call:
+class Call(Generic[R]):
     """One API call: the request to send (again, identically, on each retry) and how to read the answer.
 
     `idempotent`: sending it twice has the effect of sending it once (reads; usage reports, which
@@ -73,7 +80,7 @@ class Call:
 
     method: str
     path: str
-    parse: Callable[[httpx.Response], Any]
+    parse: Callable[[httpx.Response], R]
     idempotent: bool
     params: builtins.list[tuple[str, str]] = dataclasses.field(default_factory=builtins.list)
     body: bytes | None = None
@@ -141,39 +148,43 @@ class Core:
 
     # --- building requests ---
 
-    def request(self, http: httpx.Client | httpx.AsyncClient, call: Call, trace_id: str) -> httpx.Request:
+    def request(
+        self, http: httpx.Client | httpx.AsyncClient, call: Call[Any], trace_id: str
+    ) -> httpx.Request:
         headers = {**self.headers, "X-Trace-ID": trace_id, **call.headers}
         if call.body is not None:
             headers["Content-Type"] = "application/json"
         return http.build_request(
             call.method,
             self.base_url + call.path,
-            params=call.params or None,
+            params=httpx.QueryParams(tuple(call.params)) if call.params else None,
             content=call.body,
             headers=headers,
             timeout=self.timeout,
         )
 
-    def batch_create(self, cards: Iterable[Mapping[str, Any] | Card], idempotency_key: str | None) -> Call:
+    def batch_create(
+        self, cards: Iterable[Mapping[str, Any] | Card], idempotency_key: str | None
+    ) -> Call[BatchResult]:
         # One key per call, made here once: every retry of this Call sends the same one.
         key = idempotency_key if idempotency_key is not None else f"cards-client-{uuid.uuid4()}"
         body = dumps({"cards": [card_input(c) for c in cards]})
         return self.batch_call(body, key)
 
-    def batch_call(self, body: bytes, key: str) -> Call:
+    def batch_call(self, body: bytes, key: str) -> Call[BatchResult]:
         def parse(response: httpx.Response) -> BatchResult:
             replayed = response.headers.get("Idempotent-Replayed", "").lower() == "true"
             return BatchResult.from_json(response.json(), replayed=replayed, idempotency_key=key)
 
         return Call("POST", "/api/v1/cards/batch", parse, True, body=body, headers={"Idempotency-Key": key})
 
-    def retrieve(self, ids: Iterable[str | uuid.UUID]) -> Call:
+    def retrieve(self, ids: Iterable[str | uuid.UUID]) -> Call[RetrieveResult]:
         body = dumps({"ids": [str(i) for i in ids]})
         return Call("POST", "/api/v1/cards/retrieve", _json(RetrieveResult.from_json), True, body=body)
 
     def track_usage(
         self, card: str | uuid.UUID, workflow_id: str, run_id: str, metadata: Mapping[str, Any] | None
-    ) -> Call:
+    ) -> Call[UsageResult]:
         doc: dict[str, Any] = {"workflow_id": workflow_id, "run_id": run_id}
         if metadata is not None:
             doc["metadata"] = metadata
@@ -181,7 +192,7 @@ class Core:
         # The API counts a (card, workflow_id, run_id) once however often it is reported: safe to resend.
         return Call("POST", path, _json(UsageResult.from_json), True, body=dumps(doc))
 
-    def get(self, card: str | uuid.UUID) -> Call:
+    def get(self, card: str | uuid.UUID) -> Call[Card]:
         return Call("GET", f"/api/v1/cards/{card_id(card)}", _card, True)
 
     def list_page(
@@ -192,7 +203,7 @@ class Core:
         q: str | None,
         page_size: int | None,
         cursor: str | None,
-    ) -> Call:
+    ) -> Call[Page[Card]]:
         params = [("tag", t) for t in ([tags] if isinstance(tags, str) else tags)]
         for name, value in (
             ("kind", kind),
@@ -205,25 +216,29 @@ class Core:
                 params.append((name, value))
         return Call("GET", "/api/v1/cards", _json(_page("cards", Card.from_json)), True, params=params)
 
-    def update(self, card: str | uuid.UUID, if_match: str, fields: dict[str, Any]) -> Call:
+    def update(self, card: str | uuid.UUID, if_match: str, fields: dict[str, Any]) -> Call[Card]:
         if not if_match:
             raise ValueError("if_match is required: the card's etag (from get, update or restore)")
         body = dumps({name: value for name, value in fields.items() if value is not _UNSET})
         path = f"/api/v1/cards/{card_id(card)}"
         return Call("PATCH", path, _card, False, body=body, headers={"If-Match": _quoted(if_match)})
 
-    def delete(self, card: str | uuid.UUID) -> Call:
-        return Call("DELETE", f"/api/v1/cards/{card_id(card)}", lambda response: None, False)
+    def delete(self, card: str | uuid.UUID) -> Call[None]:
+        return Call("DELETE", f"/api/v1/cards/{card_id(card)}", _nothing, False)
 
-    def restore(self, card: str | uuid.UUID) -> Call:
+    def restore(self, card: str | uuid.UUID) -> Call[Card]:
         return Call("POST", f"/api/v1/cards/{card_id(card)}/restore", _card, False)
 
-    def usage_page(self, card: str | uuid.UUID, page_size: int | None, cursor: str | None) -> Call:
+    def usage_page(
+        self, card: str | uuid.UUID, page_size: int | None, cursor: str | None
+    ) -> Call[Page[UsageRecord]]:
         params = [(n, v) for n, v in (("limit", page_size and str(page_size)), ("cursor", cursor)) if v]
         path = f"/api/v1/cards/{card_id(card)}/usage"
         return Call("GET", path, _json(_page("usage", UsageRecord.from_json)), True, params=params)
 
-    def usage_summary(self, start: datetime | str | None, end: datetime | str | None, bucket: str) -> Call:
+    def usage_summary(
+        self, start: datetime | str | None, end: datetime | str | None, bucket: str
+    ) -> Call[UsageSummary]:
         params = [
             (n, v) for n, v in (("from", _timestamp(start)), ("to", _timestamp(end)), ("bucket", bucket)) if v
         ]
@@ -231,7 +246,7 @@ class Core:
 
     # --- answers and retries ---
 
-    def outcome(self, call: Call, response: httpx.Response) -> Any:
+    def outcome(self, call: Call[R], response: httpx.Response) -> R:
         """The call's result, or raises the problem the answer holds."""
         if response.status_code < 400:
             try:
@@ -247,7 +262,7 @@ class Core:
         raise problem(response)
 
     def retry_delay(
-        self, call: Call, attempt: int, response: httpx.Response | None, error: Exception | None
+        self, call: Call[Any], attempt: int, response: httpx.Response | None, error: Exception | None
     ) -> float | None:
         """Seconds to wait before sending `call` again after its `attempt`-th try (0-based) got
         `response` or failed with `error`; None when it must not be sent again."""
@@ -273,6 +288,22 @@ class Core:
             return backoff(attempt)
         return max(0.0, min(hinted, MAX_RETRY_AFTER_S))
 
+    def next_try(
+        self, call: Call[Any], attempt: int, response: httpx.Response | None, error: Exception | None
+    ) -> float | None:
+        """`retry_delay`, and one INFO line (logger `cards_client`) for each retry it allows."""
+        delay = self.retry_delay(call, attempt, response, error)
+        if delay is not None:
+            if response is not None:
+                reason = f"{response.status_code} {problem_slug(response) or response.reason_phrase}"
+            else:
+                reason = type(error).__name__
+            log.info(
+                "%s %s: %s; retry %d of %d in %.2f s",
+                *(call.method, call.path, reason, attempt + 1, self.max_retries, delay),
+            )
+        return delay
+
 
 def not_sent(error: Exception) -> bool:
     """The request cannot have reached the server: no connection was made (or none was free)."""
@@ -282,7 +313,7 @@ def not_sent(error: Exception) -> bool:
 def backoff(attempt: int) -> float:
     """Exponential backoff with jitter: 0.5 s, 1 s, 2 s … (at most MAX_BACKOFF_S), each cut by up to a
     quarter at random so that many clients that failed together do not retry together."""
-    return min(INITIAL_BACKOFF_S * 2**attempt, MAX_BACKOFF_S) * (1 - 0.25 * random.random())
+    return min(INITIAL_BACKOFF_S * 2.0**attempt, MAX_BACKOFF_S) * (1 - 0.25 * random.random())
 
 
 _RATELIMIT_RESET = re.compile(r"(?:^|;)\s*t=(\d+)")
@@ -350,7 +381,7 @@ def problem(response: httpx.Response) -> _errors.CardsError:
     )
 
 
-def connection_error(error: Exception, call: Call) -> _errors.ConnectionError:
+def connection_error(error: Exception, call: Call[Any]) -> _errors.ConnectionError:
     cls = _errors.ConnectionTimeout if isinstance(error, httpx.TimeoutException) else _errors.ConnectionError
     what = f"{call.method} {call.path}"
     detail = f"{what}: {type(error).__name__}: {error}" if str(error) else f"{what}: {type(error).__name__}"
@@ -361,15 +392,19 @@ def new_trace_id() -> str:
     return f"cc-{uuid.uuid4().hex}"
 
 
-def _json(build: Callable[[Any], Any]) -> Callable[[httpx.Response], Any]:
+def _json(build: Callable[[Any], R]) -> Callable[[httpx.Response], R]:
     return lambda response: build(response.json())
+
+
+def _nothing(response: httpx.Response) -> None:
+    return None
 
 
 def _card(response: httpx.Response) -> Card:
     return Card.from_json(response.json(), etag=response.headers.get("ETag"))
 
 
-def _page(field: str, build: Callable[[Any], Any]) -> Callable[[Any], tuple[builtins.list[Any], str | None]]:
+def _page(field: str, build: Callable[[Any], T]) -> Callable[[Any], Page[T]]:
     return lambda doc: ([build(item) for item in doc[field]], doc.get("next_cursor"))
 
 

@@ -30,14 +30,14 @@ async def achunks(rows: Iterable[Row] | AsyncIterable[Row], size: int) -> AsyncI
         for chunk in chunks(rows, size):
             yield chunk
         return
-    chunk: builtins.list[Row] = []
+    pending: builtins.list[Row] = []
     async for row in rows:
-        chunk.append(row)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
+        pending.append(row)
+        if len(pending) == size:
+            yield pending
+            pending = []
+    if pending:
+        yield pending
 
 
 class ImportRun:
@@ -74,7 +74,7 @@ class ImportRun:
         self._chain = hashlib.sha256(self._chain + hashlib.sha256(body).digest()).digest()
         return f"import-{self._chain.hex()[:40]}-{n}"
 
-    def chunk(self, rows: builtins.list[Row]) -> Generator[Call, BatchResult, None]:
+    def chunk(self, rows: builtins.list[Row]) -> Generator[Call[BatchResult], BatchResult, None]:
         """The calls that store one chunk; updates the report."""
         offset = self.report.rows
         items = [card_input(row) for row in rows]
@@ -106,8 +106,8 @@ class ImportRun:
             break
         ids: builtins.list[str | None] = [None] * len(items)
         if result is not None:
-            for item in result.cards:
-                ids[sending[item.index]] = item.id
+            for created in result.cards:
+                ids[sending[created.index]] = created.id
             if result.replayed:
                 self.report.replayed_chunks += 1
             else:

@@ -5,19 +5,29 @@ from __future__ import annotations
 import builtins
 import time
 import uuid
-from collections.abc import Generator, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from datetime import datetime
 from types import TracebackType
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 import httpx
 
-from ._core import _UNSET, DEFAULT_MAX_RETRIES, DEFAULT_TIMEOUT, Call, Core, connection_error, new_trace_id
+from ._core import (
+    _UNSET,
+    DEFAULT_MAX_RETRIES,
+    DEFAULT_TIMEOUT,
+    Call,
+    Core,
+    Page,
+    connection_error,
+    new_trace_id,
+)
 from ._errors import ValidationError
 from ._importing import ImportRun, Progress, Row, chunks
 from ._types import BatchResult, Card, ImportReport, RetrieveResult, UsageRecord, UsageResult, UsageSummary
 from ._workflow import Run
 
+R = TypeVar("R")
 T = TypeVar("T")
 
 
@@ -83,7 +93,7 @@ class CardsClient:
 
     # --- sending ---
 
-    def _send(self, call: Call) -> Any:
+    def _send(self, call: Call[R]) -> R:
         trace_id = new_trace_id()  # one per call: its retries share it
         attempt = 0
         while True:
@@ -91,17 +101,17 @@ class CardsClient:
             try:
                 response = self._http.send(request)
             except httpx.TransportError as exc:
-                delay = self._core.retry_delay(call, attempt, None, exc)
+                delay = self._core.next_try(call, attempt, None, exc)
                 if delay is None:
                     raise connection_error(exc, call) from exc
             else:
-                delay = self._core.retry_delay(call, attempt, response, None)
+                delay = self._core.next_try(call, attempt, response, None)
                 if delay is None:
                     return self._core.outcome(call, response)
             self._sleep(delay)
             attempt += 1
 
-    def _pages(self, first: Call, next_call: Any) -> Iterator[Any]:
+    def _pages(self, first: Call[Page[T]], next_call: Callable[[str], Call[Page[T]]]) -> Iterator[T]:
         call = first
         while True:
             items, cursor = self._send(call)
@@ -110,7 +120,7 @@ class CardsClient:
                 return
             call = next_call(cursor)
 
-    def _drive(self, steps: Generator[Call, Any, T]) -> T:
+    def _drive(self, steps: Generator[Call[Any], Any, T]) -> T:
         try:
             call = next(steps)
             while True:
@@ -121,7 +131,7 @@ class CardsClient:
                 else:
                     call = steps.send(result)
         except StopIteration as done:
-            return done.value
+            return cast(T, done.value)
 
     # --- the API ---
 

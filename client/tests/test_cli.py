@@ -232,3 +232,12 @@ def test_a_progress_bar_on_a_terminal(tenant, tmp_path):
     assert shown.startswith("\r[")
     last = shown.strip().split("\r")[-1]
     assert last.startswith("[" + "#" * 30 + "] 100% 300 rows")
+
+
+def test_an_import_cut_off_by_an_error_says_a_rerun_is_safe(tenant, tmp_path):
+    path = write_jsonl(tmp_path / "c.jsonl", cards("a"))
+    done = run(
+        None, "import", str(path), env={"CARDS_BASE_URL": tenant.gateway.url, "CARDS_API_KEY": "ck_bad"}
+    )
+    assert done.returncode == 1
+    assert "401 unauthorized" in done.stderr and "run the same import again" in done.stderr

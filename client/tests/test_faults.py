@@ -4,6 +4,10 @@ retried and counted once; an update is not sent again."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import threading
+import time
 from urllib.parse import urlsplit
 
 import pytest
@@ -101,3 +105,45 @@ async def test_async_a_lost_batch_is_retried_and_exists_once(proxy, tenant):
             await client.update(card.id, if_match=card.etag, title="z")
     assert result.replayed and tenant.card_count() == 2
     assert len(proxy.sent("POST", BATCH)) == 2 and len(proxy.sent("PATCH")) == 1
+
+
+def test_a_batch_meeting_its_key_in_use_waits_retries_and_replays_the_first(tenant, gateway):
+    """A trusted job claimed the key and has not committed: the client gets 409
+    idempotency-key-in-use (after the server's 1 s wait), retries after Retry-After, and once the
+    job commits gets the job's answer replayed. One set of cards."""
+    batch = cards("a", "b")
+    outcome: dict = {}
+    waits: list[float] = []
+
+    def create() -> None:
+        with tenant.client(max_retries=4) as client:
+            sleep = client._sleep
+            client._sleep = lambda seconds: (waits.append(seconds), sleep(seconds))
+            outcome["result"] = client.batch_create(batch, idempotency_key="held-1")
+
+    with subprocess.Popen(
+        ["psql", "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", gateway.dsn],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as holder:
+        assert holder.stdin is not None and holder.stdout is not None
+        holder.stdin.write(
+            "BEGIN;\n"
+            f"SELECT response FROM cards.batch_create('{tenant.id}', '{json.dumps(batch)}', 'held-1');\n"
+            "\\echo held\n"
+        )
+        holder.stdin.flush()
+        held = [holder.stdout.readline() for _ in range(2)]
+        assert held[1].strip() == "held"
+        job_ids = [c["id"] for c in json.loads(held[0])["cards"]]
+        worker = threading.Thread(target=create)
+        worker.start()
+        time.sleep(1.5)  # the client has met the held key at least once
+        holder.stdin.write("COMMIT;\n")
+        holder.stdin.close()
+    worker.join(timeout=30)
+    result = outcome["result"]
+    assert waits and waits[0] == 1.0  # the server's Retry-After
+    assert result.replayed and [c.id for c in result.cards] == job_ids
+    assert tenant.card_count() == 2

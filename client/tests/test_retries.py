@@ -307,3 +307,15 @@ def test_a_success_that_is_not_the_apis_answer_raises_a_cards_error(mock):
     api = mock(httpx.Response(200, text="<html>captive portal</html>"))
     with pytest.raises(cards_client.CardsError, match="cannot read"):
         api.client().get(ID)
+
+
+def test_each_retry_is_logged_without_the_key(mock, caplog):
+    api = mock(problem(503, "service-unavailable", {"Retry-After": "2"}), httpx.ReadError("reset"), CARD)
+    with caplog.at_level("INFO", logger="cards_client"):
+        api.client().get(ID)
+    lines = [r.getMessage() for r in caplog.records if r.name == "cards_client"]
+    assert lines == [
+        f"GET /api/v1/cards/{ID}: 503 service-unavailable; retry 1 of 2 in 2.00 s",
+        f"GET /api/v1/cards/{ID}: ReadError; retry 2 of 2 in {api.sleeps[1]:.2f} s",
+    ]
+    assert "ck_test" not in caplog.text
