@@ -11,8 +11,11 @@ SELECT plan(21);
 
 SELECT tables_are(
     'cards',
-    ARRAY['tenants', 'api_keys', 'cards', 'card_tags', 'card_usage', 'card_usage_counters', 'idempotency_keys'],
-    'schema cards holds exactly the seven tables of the design'
+    ARRAY[
+        'tenants', 'api_keys', 'cards', 'card_tags', 'card_usage', 'card_usage_counters', 'idempotency_keys',
+        'sessions'
+    ],
+    'schema cards holds exactly the eight tables of the design'
 );
 
 SELECT is_empty(
@@ -34,6 +37,7 @@ SELECT set_eq(
         'card_usage_history', 'usage_summary', 'authenticate_api_key', 'schema_version',
         'create_tenant', 'create_api_key', 'revoke_api_key', 'set_tenant_active',
         'purge_expired_idempotency_keys', 'purge_usage_events',
+        'start_session', 'session_principal', 'end_session', 'purge_expired_sessions',
         'current_tenant_id', 'in_maintenance_scope', 'search_vector'
     ],
     'the functions of schema cards without a leading _ are the documented ones, the two policy '
@@ -94,10 +98,11 @@ SELECT set_eq(
         ('api_keys', 'api_keys_maintenance', 'ALL', 'cards.in_maintenance_scope()'),
         ('idempotency_keys', 'idempotency_keys_maintenance', 'ALL', 'cards.in_maintenance_scope()'),
         ('card_usage', 'card_usage_maintenance', 'ALL', 'cards.in_maintenance_scope()'),
+        ('sessions', 'sessions_maintenance', 'ALL', 'cards.in_maintenance_scope()'),
         ('tenants', 'tenants_maintenance', 'SELECT', 'cards.in_maintenance_scope()')
     $$,
     'the maintenance scope is admitted only where a cross-tenant admin function needs it '
-    || '(keys, idempotency keys, usage events; tenants read-only)'
+    || '(keys, idempotency keys, usage events, sessions; tenants read-only)'
 );
 
 -- ---------------------------------------------------------------------------------
