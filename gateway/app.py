@@ -13,7 +13,7 @@ import asyncpg
 import orjson
 from aiohttp import web
 
-from . import __version__, openapi
+from . import __version__, apidocs, openapi
 from .auth import Authenticator, Throttle
 from .config import Config
 from .db import Database
@@ -300,10 +300,6 @@ async def openapi_json(request: web.Request) -> web.Response:
     return web.Response(body=openapi.SPEC_JSON, content_type=_JSON)
 
 
-async def docs(request: web.Request) -> web.Response:
-    return web.Response(text=openapi.DOCS_HTML, content_type="text/html")
-
-
 def _dumps(value: object) -> str:
     return orjson.dumps(value).decode()
 
@@ -410,9 +406,13 @@ def init_app(config: Config) -> web.Application:
             web.get("/ready", ready, name="ready"),
             web.get("/metrics", metrics, name="metrics"),
             web.get("/openapi.json", openapi_json, name="openapi"),
-            web.get("/docs", docs, name="docs"),
+            *apidocs.routes(),
         ]
     )
+    # The Card Center's pages (gateway/center/); imported here, for they use this module's statements.
+    from .center import setup as setup_center
+
+    setup_center(app, database, app[AUTH], config)
     return app
 
 

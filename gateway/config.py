@@ -40,6 +40,8 @@ class Config:
     auth_failure_limit: int = 30
     auth_failure_window_s: float = 60.0
     auth_throttle_size: int = 10_000
+    # Card Center (gateway/center/): how long a sign-in lasts at most.
+    session_ttl_s: float = 12 * 3600.0
 
     def __post_init__(self) -> None:
         if self.pool_min > self.pool_max:
@@ -94,4 +96,5 @@ _NUMBERS = (
     ("CARDS_KEEPALIVE_TIMEOUT_S", "keepalive_timeout_s", float, 0.001, None),
     ("CARDS_AUTH_FAILURE_LIMIT", "auth_failure_limit", int, 0, None),
     ("CARDS_AUTH_FAILURE_WINDOW_S", "auth_failure_window_s", float, 0.001, 86400),
+    ("CARDS_SESSION_TTL_S", "session_ttl_s", float, 1, 30 * 86400),
 )
