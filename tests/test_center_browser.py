@@ -120,10 +120,10 @@ def no_serious_violations(page: Page) -> None:
     assert serious == []
 
 
-def screenshot(page: Page, name: str) -> None:
+def screenshot(page: Page, name: str, full_page: bool = True) -> None:
     if SCREENSHOTS:
         Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"), full_page=True)
+        page.screenshot(path=str(Path(SCREENSHOTS) / f"{name}.png"), full_page=full_page)
 
 
 def session_count(admin, tenant) -> int:
@@ -208,6 +208,7 @@ def test_search_kind_and_tag_filter_the_list_and_live_in_the_url(page, admin, te
         card("Founded in 1999", kind="fact"), card("Tone of support replies", kind="guide", tags=["support"]),
     )  # fmt: skip
     sign_in(page, tenant.key)
+    screenshot(page, "cards")
     page.get_by_label("Search").fill("voice")
     page.get_by_label("Search").press("Enter")
     expect(page.get_by_role("link", name="Brand voice")).to_be_visible()
@@ -228,7 +229,6 @@ def test_next_page_walks_the_list_fifty_at_a_time(page, admin, tenant):
     seed(admin, tenant, *[card(f"Card {n:02}") for n in range(55)])
     sign_in(page, tenant.key)
     expect(page.locator("tbody tr")).to_have_count(50)
-    screenshot(page, "cards")
     no_serious_violations(page)
     page.get_by_role("link", name="Next page").click()
     expect(page.locator("tbody tr")).to_have_count(5)
@@ -335,6 +335,7 @@ def test_delete_then_undo_brings_the_card_back(page, admin, tenant):
     page.get_by_role("link", name="Retire me").click()
     page.get_by_role("button", name="Delete").click()
     expect(page.get_by_role("heading", name="Deleted")).to_be_visible()
+    expect(page.get_by_role("status")).to_contain_text("“Retire me” was deleted")
     assert admin.card_count(tenant) == 0
     screenshot(page, "deleted")
     no_serious_violations(page)
@@ -436,11 +437,18 @@ def test_the_usage_page_charts_events_per_day_and_links_the_most_used_cards(page
     for n in range(3):
         admin.value("SELECT cards.track_usage(%s, %s, 'wf', %s)", tenant.id, ids[0], f"run-{n}")
     admin.value("SELECT cards.track_usage(%s, %s, 'wf', 'run-x')", tenant.id, ids[1])
+    # Earlier days' events, written as a superuser (retention-style history): 2 to 5 a day.
+    admin.conn.execute(
+        "INSERT INTO cards.card_usage (tenant_id, card_id, workflow_id, run_id, recorded_at)"
+        " SELECT %s, %s, 'wf', 'old-' || d || '-' || n, now() - d * interval '1 day'"
+        " FROM generate_series(1, 20) AS d, generate_series(1, 2 + d %% 4) AS n",
+        (tenant.id, ids[0]),
+    )
     sign_in(page, tenant.key)
     page.get_by_role("link", name="Usage", exact=True).click()
     expect(page.get_by_role("heading", name="Usage", exact=True)).to_be_visible()
     expect(page.get_by_role("img", name="Events per day")).to_be_visible()
-    expect(page.get_by_text("4 usage events in the last 30 days")).to_be_visible()
+    expect(page.get_by_text("74 usage events in the last 30 days")).to_be_visible()
     screenshot(page, "usage")
     no_serious_violations(page)
     page.get_by_label("Window").select_option("7")
@@ -497,5 +505,5 @@ def test_docs_is_an_interactive_reference_built_from_openapi_json(page):
     page.get_by_text("/api/v1/cards/batch", exact=True).click()
     page.get_by_role("button", name="Try it out").click()
     expect(page.get_by_role("button", name="Execute")).to_be_visible()
-    screenshot(page, "docs")
+    screenshot(page, "docs", full_page=False)
     no_serious_violations(page)

@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import uuid
 from collections.abc import Awaitable, Callable
+from urllib.parse import urlencode
 
 import aiohttp_jinja2
 import asyncpg
@@ -320,8 +321,10 @@ def _field_errors(problem: Problem) -> dict[str, str]:
 @signed_in("cards:write")
 async def delete_card(request: web.Request) -> web.Response:
     card_id = request.match_info["id"]
+    title = _text((await request.post()).get("title"))
     await _db(request).fetchrow(DELETE_CARD, _tenant(request), card_id)
-    return redirect(f"/center/cards/{card_id}/deleted")
+    # The title rides along only to name the card on the next page: a deleted card cannot be read.
+    return redirect(f"/center/cards/{card_id}/deleted?" + urlencode({"title": title[:500]}))
 
 
 @signed_in("cards:read")
@@ -332,7 +335,8 @@ async def deleted_page(request: web.Request) -> web.Response:
     except asyncpg.PostgresError as exc:
         if exc.sqlstate != "CKNFD":
             raise
-        return render(request, "deleted.html", section="cards", card_id=card_id)
+        title = _text(request.query.get("title"))
+        return render(request, "deleted.html", section="cards", card_id=card_id, title=title)
     return redirect(f"/center/cards/{card_id}")  # it is live (restored meanwhile)
 
 
