@@ -4,6 +4,7 @@ through the API's own SQL statements. `setup(app, …)` mounts it."""
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -65,20 +66,28 @@ def setup(app: web.Application, database: Database, auth: Authenticator, config:
 
 @web.middleware
 async def guard(request: web.Request, handler) -> web.StreamResponse:
-    """Refuses a cross-site change before anything runs, and shows errors as pages (the import
-    endpoint, which a script calls, keeps the API's problem documents)."""
+    """Refuses a cross-site change before anything runs, shows errors as pages (the import endpoint,
+    which a script calls, keeps the API's problem documents), and tells the server time of the page
+    (`Server-Timing`, read by bench/center.py)."""
+    started = time.perf_counter()
     try:
         if request.method in _UNSAFE:
             _same_origin(request)
-        return await handler(request)
+        response = await handler(request)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        problem = from_http(exc)
+        response = _error_page(request, from_http(exc))
     except Exception as exc:
         problem = exc if isinstance(exc, Problem) else from_database(exc)
         if problem is None:
             raise
+        response = _error_page(request, problem)
+    response.headers["Server-Timing"] = f"app;dur={(time.perf_counter() - started) * 1000:.2f}"
+    return response
+
+
+def _error_page(request: web.Request, problem: Problem) -> web.StreamResponse:
     if request.match_info.route.name == "import_chunk":
         raise problem
     return pages.render(request, "error.html", problem.status, problem=problem)
