@@ -200,7 +200,8 @@ async def test_a_same_origin_post_with_the_form_token_is_done(client, admin, ten
     [card_id] = await create(client, tenant, "Delete me")
     cookie = await sign_in(client, tenant.key)
     response = await _delete(client, tenant, cookie, card_id, **{"Sec-Fetch-Site": "same-origin"})
-    assert response.status == 303 and response.headers["Location"] == f"/center/cards/{card_id}/deleted"
+    assert response.status == 303
+    assert response.headers["Location"].startswith(f"/center/cards/{card_id}/deleted?")
     assert admin.card_count(tenant) == 0
 
 
