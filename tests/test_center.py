@@ -55,6 +55,16 @@ async def test_signing_in_sets_an_httponly_samesite_strict_cookie_for_center_onl
     assert tenant.key not in response.headers["Set-Cookie"]
 
 
+async def test_the_cookie_is_secure_when_a_tls_proxy_forwarded_the_sign_in(client, tenant):
+    response = await client.post(
+        "/center/sign-in",
+        data={"api_key": tenant.key},
+        headers={"X-Forwarded-Proto": "https"},
+        allow_redirects=False,
+    )
+    assert response.cookies[COOKIE]["secure"]
+
+
 async def test_the_session_is_stored_only_as_a_hash_with_its_key_and_scopes(client, admin, tenant):
     cookie = await sign_in(client, tenant.key)
     assert cookie.startswith(f"cs_{tenant.id.replace('-', '')}_")
@@ -157,6 +167,19 @@ def test_the_session_lifetime_setting_is_checked_at_start_up():
     assert Config.from_env({"DATABASE_URL": "x"}).session_ttl_s == 12 * 3600
     with pytest.raises(ConfigError, match="CARDS_SESSION_TTL_S"):
         Config.from_env({"DATABASE_URL": "x", "CARDS_SESSION_TTL_S": "0"})
+
+
+async def test_a_session_without_the_write_scope_may_read_but_not_delete(make_client, admin, tenant):
+    client = await make_client(auth_cache_ttl_s=0)
+    [card_id] = await create(client, tenant, "Keep me")
+    cookie = await sign_in(client, tenant.key)
+    token = await form_token(client, cookie)
+    admin.conn.execute("UPDATE cards.sessions SET scopes = '{cards:read}' WHERE tenant_id = %s", (tenant.id,))
+    assert (await client.get(f"/center/cards/{card_id}", headers=jar(cookie))).status == 200
+    response = await _delete(client, tenant, cookie, card_id, token=token)
+    assert response.status == 403
+    assert "cards:write" in await response.text()
+    assert admin.card_count(tenant) == 1
 
 
 # --- cross-site requests ---

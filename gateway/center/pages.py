@@ -120,14 +120,11 @@ async def sign_in(request: web.Request) -> web.Response:
         return render(request, "sign_in.html", 401, error="That API key (or token) was not accepted.")
     cookie, lifetime = started
     response = redirect("/center/")
+    # Secure over https, also behind a proxy that ends TLS and says so (a client claiming https
+    # over plain http only makes its own cookie stricter).
+    secure = request.secure or request.headers.get("X-Forwarded-Proto", "").lower() == "https"
     response.set_cookie(
-        COOKIE,
-        cookie,
-        path="/center",
-        httponly=True,
-        samesite="Strict",
-        secure=request.secure,
-        max_age=int(lifetime),
+        COOKIE, cookie, path="/center", httponly=True, samesite="Strict", secure=secure, max_age=int(lifetime)
     )
     return response
 
