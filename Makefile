@@ -17,7 +17,8 @@ SMOKE_PGPORT ?= 54362
 SMOKE_GWPORT ?= 18004
 
 .PHONY: help deps bench-deps run migrate retention test lint lint-sql lint-python test-deploy \
-        test-sql test-python test-client test-cluster-up test-cluster-down bench bench-smoke fuzz soak clean
+        test-sql test-python test-client test-cluster-up test-cluster-down bench bench-smoke fuzz soak clean \
+        center-screenshots
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -99,6 +100,11 @@ test-client: deps ## the cards-client package: clean build into a fresh venv, it
 	    CARDS_GATEWAY_PYTHON="$(CURDIR)/$(PY)" CARDS_CLIENT_REQUIRE_GATEWAY=1 \
 	    venv/bin/pytest -q -p no:cacheprovider client/tests
 	@cd $(CLIENT_WORK) && venv/bin/mypy --strict --no-incremental client/cards_client
+
+center-screenshots: deps ## the browser suite, saving a screenshot of each Card Center page in docs/center/
+	@trap '$(MAKE) --no-print-directory test-cluster-down' EXIT; \
+	$(MAKE) --no-print-directory test-cluster-up && \
+	CENTER_SCREENSHOTS=docs/center CARDS_TEST_DSN="$(TEST_DSN)" $(VENV)/bin/pytest -q tests/test_center_browser.py
 
 SIZE ?= 100k
 bench: deps bench-deps ## every endpoint: pgbench vs gateway (wrk) at 4/16/64 connections; SIZE=100k|1m|10m

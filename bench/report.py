@@ -11,6 +11,8 @@ import json
 import sys
 from pathlib import Path
 
+from . import center
+
 # In the order they run: the listings before the batches, so that they read the loaded data
 # (and not the autovacuum the batches set off).
 OPS = ("retrieve", "usage", "hot", "list_tag", "list_contains", "batch")
@@ -372,6 +374,7 @@ def render(result: dict, latest: dict[str, dict], image: str | None) -> str:
             f"{_ms(run['p95_ms'])} | {run.get('us_per_card', '—')} |"
         )
     lines += _client_import(result)
+    lines += center.lines(result.get("center"))
     lines += _growth(result, latest)
     if ANALYSIS.exists():
         lines += ["", ANALYSIS.read_text().strip()]

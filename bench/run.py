@@ -34,7 +34,7 @@ from pathlib import Path
 
 import asyncpg
 
-from . import client_import, datagen, profile, report
+from . import center, client_import, datagen, profile, report
 from .measure import ROOT, Target, pgbench, pgbench_defines, wait_for_quiet, wrk
 
 SIZES = {"smoke": 2_000, "20k": 20_000, "100k": 100_000, "1m": 1_000_000, "10m": 10_000_000}
@@ -523,6 +523,11 @@ def smoke_check(result: dict) -> list[str]:
         for via in ("pgbench", "gateway"):
             if not any(r["op"] == op and r["via"] == via for r in result["runs"]):
                 problems.append(f"{via} {op}: no run")
+    pages = result.get("center") or {"failure": "not measured"}
+    for name in ("list", "card"):
+        run = pages.get(name) or {"errors": pages.get("failure", "not measured")}
+        if not run.get("requests") or run.get("errors"):
+            problems.append(f"center {name} page: {run}")
     return problems
 
 
@@ -603,6 +608,10 @@ def run(plan: Plan) -> int:
         result["batch_sizes"] = measure_batch_sizes(plan, target, data)
         result["client_import"] = measure_client_import(plan, dsn)
         result["overhead"] = measure_overhead(plan, target, data)
+        say("Card Center: list and card pages")
+        result["center"] = center.measure(plan.gw_port, plan.work, 20 if plan.mode == "smoke" else 300)
+        for name, run in result["center"].items():
+            say(f"center {name}: {run}")
         if plan.profile:
             say("profiling: EXPLAIN ANALYZE inside each call, py-spy on the gateway")
             result["explain"] = asyncio.run(profile.explain_calls(dsn))

@@ -12,7 +12,7 @@ from functools import partial
 
 from aiohttp import web
 
-from . import __version__, routes
+from . import __version__, apidocs, center, routes
 from .api import (
     AUTH,
     CLIENT_ADDRESS,
@@ -32,7 +32,7 @@ from .errors import Problem, from_database, from_http
 from .limits import Grant, RateLimiter
 from .metrics import Metrics
 from .migrate import latest_version
-from .ops import DOCS_HTML, SCHEMA_VERSION, SPEC_JSON
+from .ops import SCHEMA_VERSION, SPEC_JSON
 
 log = logging.getLogger("cards.gateway")
 access_log = logging.getLogger("cards.access")
@@ -133,7 +133,7 @@ def init_app(config: Config) -> web.Application:
     )
     app[CONFIG] = config
     app[SCHEMA_VERSION] = latest_version()
-    app[SPEC_JSON], app[DOCS_HTML] = routes.SPEC_JSON, routes.DOCS_HTML
+    app[SPEC_JSON] = routes.SPEC_JSON
     app[DB] = database = Database(config)
     app[METRICS] = m = Metrics(__version__, app[SCHEMA_VERSION])
     app[AUTH] = Authenticator(
@@ -170,6 +170,8 @@ def init_app(config: Config) -> web.Application:
         handler = route.handler if route.scope is None else _guarded(route)
         extra = {"expect_handler": _continue_if_within_limit} if route.request else {}
         app.router.add_route(route.method, route.path, handler, **extra)
+    app.router.add_get("/docs/static/{name}", apidocs.asset)  # Swagger UI's files, not an operation
+    center.setup(app, database, app[AUTH], config)  # the Card Center's pages (gateway/center/)
     return app
 
 

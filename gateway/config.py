@@ -76,6 +76,8 @@ class Config:
     rate_limit_burst: int = 2000
     # The share of the pool one tenant may hold at once (at least one connection).
     tenant_pool_share: float = 0.5
+    # Card Center (gateway/center/): how long a sign-in lasts at most.
+    session_ttl_s: float = 12 * 3600.0
 
     def __post_init__(self) -> None:
         if self.pool_min > self.pool_max:
@@ -182,4 +184,5 @@ _NUMBERS = (
     ("CARDS_RATE_LIMIT_RPS", "rate_limit_rps", float, 0, None),
     ("CARDS_RATE_LIMIT_BURST", "rate_limit_burst", int, 1, None),
     ("CARDS_TENANT_POOL_SHARE", "tenant_pool_share", float, 0.01, 1),
+    ("CARDS_SESSION_TTL_S", "session_ttl_s", float, 1, 30 * 86400),
 )

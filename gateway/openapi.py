@@ -1,9 +1,9 @@
 """The OpenAPI 3.1 vocabulary of the API (schemas, parameters, headers, problems, links) and the
-document built from the route table (gateway/routes.py), served at /openapi.json, with the /docs page."""
+document built from the route table (gateway/routes.py), served at /openapi.json and rendered at /docs
+by Swagger UI (gateway/apidocs/)."""
 
 from __future__ import annotations
 
-import html
 import re
 
 from . import __version__
@@ -643,33 +643,3 @@ def document(routes) -> dict:
             },
         },
     }
-
-
-def docs_html(spec: dict) -> str:
-    e = html.escape
-    out = [
-        "<!doctype html><html lang=en><head><meta charset=utf-8><title>Cards API</title>",
-        "<style>body{font:15px/1.45 system-ui,sans-serif;max-width:60em;margin:2em auto;padding:0 1em}"
-        "code{background:#f3f3f3;padding:0 .2em}h2{border-top:1px solid #ddd;padding-top:.8em}"
-        "td{vertical-align:top;padding:.2em .6em}</style></head><body>",
-        f"<h1>Cards API {e(spec['info']['version'])}</h1><p>{e(spec['info']['description'])}</p>",
-        '<p>Machine-readable: <a href="/openapi.json">/openapi.json</a> (OpenAPI 3.1).</p>',
-    ]
-    for path, item in spec["paths"].items():
-        for method, op in item.items():
-            out.append(f"<h2><code>{method.upper()} {e(path)}</code></h2><p><b>{e(op['summary'])}</b></p>")
-            out.append(f"<p>{e(op['description'])}</p>")
-            params = [PARAMETERS[r["$ref"].rsplit("/", 1)[1]] for r in op["parameters"][1:]]
-            if params:
-                named = ", ".join(f"<code>{e(p['name'])}</code> ({p['in']})" for p in params)
-                out.append(f"<p>Parameters: {named}</p>")
-            if "requestBody" in op:
-                schema = op["requestBody"]["content"]["application/json"]["schema"]["$ref"].rsplit("/", 1)[1]
-                fields = ", ".join(f"<code>{e(f)}</code>" for f in SCHEMAS[schema]["properties"])
-                out.append(f"<p>Body (<code>application/json</code>): {fields}</p>")
-            out.append("<table>")
-            for status, response in op["responses"].items():
-                out.append(f"<tr><td><b>{status}</b></td><td>{e(response['description'])}</td></tr>")
-            out.append("</table>")
-    out.append("</body></html>")
-    return "\n".join(out)

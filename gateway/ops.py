@@ -13,7 +13,6 @@ from .metrics import CONTENT_TYPE
 
 SCHEMA_VERSION = web.AppKey("schema_version", int)
 SPEC_JSON = web.AppKey("spec_json", bytes)
-DOCS_HTML = web.AppKey("docs_html", str)
 SCHEMA_VERSION_SQL = "SELECT cards.schema_version() AS version"
 
 
@@ -47,10 +46,6 @@ async def metrics(request: web.Request) -> web.Response:
 
 async def openapi_json(request: web.Request) -> web.Response:
     return web.Response(body=request.app[SPEC_JSON], content_type="application/json")
-
-
-async def docs(request: web.Request) -> web.Response:
-    return web.Response(text=request.app[DOCS_HTML], content_type="text/html")
 
 
 def _dumps(value: object) -> str:

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import orjson
 
-from . import api, ops
+from . import api, apidocs, ops
 from . import openapi as spec
 from .openapi import H, ok
 
@@ -266,10 +266,10 @@ ROUTES = [
     Route(
         "GET",
         "/docs",
-        ops.docs,
+        apidocs.page,
         "docs",
-        "Human-readable docs",
-        "A page generated from this document.",
+        "Interactive API reference",
+        "Swagger UI, served by the gateway, built in the browser from this document.",
         {"200": ok("HTML.", None) | {"content": {"text/html": {"schema": {"type": "string"}}}}},
     ),
 ]
@@ -277,4 +277,3 @@ ROUTES = [
 SPEC = spec.document(ROUTES)
 PATHS = SPEC["paths"]
 SPEC_JSON = orjson.dumps(SPEC)
-DOCS_HTML = spec.docs_html(SPEC)

@@ -253,7 +253,8 @@ async def _retention(database: str) -> str:
     output, _ = await process.communicate()
     assert process.returncode == 0, output.decode()
     assert re.fullmatch(
-        r"retention: removed \d+ expired idempotency keys and \d+ old usage events\n", output.decode()
+        r"retention: removed \d+ expired idempotency keys, \d+ old usage events and \d+ expired sessions\n",
+        output.decode(),
     )
     return output.decode()
 

@@ -13,9 +13,9 @@ SELECT tables_are(
     'cards',
     ARRAY[
         'tenants', 'api_keys', 'cards', 'card_tags', 'card_usage', 'card_usage_counters', 'idempotency_keys',
-        'rate_limits', 'tenant_card_counts', 'audit_log'
+        'rate_limits', 'tenant_card_counts', 'audit_log', 'sessions'
     ],
-    'schema cards holds exactly the ten tables of the design'
+    'schema cards holds exactly the eleven tables of the design'
 );
 
 SELECT is_empty(
@@ -38,6 +38,7 @@ SELECT set_eq(
         'create_tenant', 'create_api_key', 'revoke_api_key', 'set_tenant_active',
         'purge_expired_idempotency_keys', 'purge_usage_events',
         'list_api_keys', 'set_tenant_limits', 'audit_events', 'api_key_grant', 'take_request_tokens',
+        'start_session', 'session_principal', 'end_session', 'purge_expired_sessions',
         'current_tenant_id', 'in_maintenance_scope', 'search_vector'
     ],
     'the functions of schema cards without a leading _ are the documented ones, the two policy '
@@ -111,10 +112,11 @@ SELECT set_eq(
         ('api_keys', 'api_keys_maintenance', 'ALL', 'cards.in_maintenance_scope()'),
         ('idempotency_keys', 'idempotency_keys_maintenance', 'ALL', 'cards.in_maintenance_scope()'),
         ('card_usage', 'card_usage_maintenance', 'ALL', 'cards.in_maintenance_scope()'),
+        ('sessions', 'sessions_maintenance', 'ALL', 'cards.in_maintenance_scope()'),
         ('tenants', 'tenants_maintenance', 'SELECT', 'cards.in_maintenance_scope()')
     $$,
     'the maintenance scope is admitted only where a cross-tenant admin function needs it '
-    || '(keys, idempotency keys, usage events; tenants read-only)'
+    || '(keys, idempotency keys, usage events, sessions; tenants read-only)'
 );
 
 -- ---------------------------------------------------------------------------------

@@ -36,13 +36,14 @@ SELECT test.remember(
     'gateway_functions',
     'batch_create batch_create_request retrieve retrieve_request track_usage track_usage_request '
     || 'get_card list_cards update_card delete_card restore_card card_usage_history usage_summary '
-    || 'authenticate_api_key api_key_grant take_request_tokens schema_version'
+    || 'authenticate_api_key api_key_grant take_request_tokens schema_version start_session'
+    || ' session_principal end_session'
 );
 SELECT test.remember(
     'admin_functions',
     current_setting('tap.gateway_functions')
     || ' create_tenant create_api_key revoke_api_key set_tenant_active purge_expired_idempotency_keys'
-    || ' purge_usage_events list_api_keys set_tenant_limits audit_events'
+    || ' purge_usage_events list_api_keys set_tenant_limits audit_events purge_expired_sessions'
 );
 
 -- ---------------------------------------------------------------------------------
