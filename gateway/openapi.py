@@ -231,7 +231,8 @@ SCHEMAS = {
             "trace_id": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,128}$"},
             "errors": {
                 "type": "array",
-                "description": "validation-error only: every broken rule.",
+                "maxItems": 100,
+                "description": "validation-error only: every broken rule (the first 100).",
                 "items": {
                     "type": "object",
                     "required": ["field", "message"],
@@ -245,6 +246,11 @@ SCHEMAS = {
                         "message": {"type": "string"},
                     },
                 },
+            },
+            "errors_total": {
+                "type": "integer",
+                "minimum": 101,
+                "description": "validation-error only, when more than 100 rules were broken: how many.",
             },
         },
     },
@@ -377,7 +383,8 @@ _WHEN = {
     "payload-too-large": "The body is over the limit (8 MiB unless configured); refused before it is read.",
     "unsupported-media-type": "The body is not sent as `application/json` (UTF-8).",
     "validation-error": "An input rule is broken, in the body or a query parameter; `errors` lists every "
-    "one (`field`: the body field or the parameter), with `index` for an item of the request's array.",
+    "one (`field`: the body field or the parameter), with `index` for an item of the request's array: "
+    "the first 100, with `errors_total` when there were more.",
     "idempotency-key-reused": "The key was used before with a different body.",
     "precondition-required": "`If-Match` is missing.",
     "rate-limited": "Too many failed authentications from this client address (30 a minute unless "

@@ -51,7 +51,8 @@ END
 $$;
 
 -- A text parsed as JSON, or NULL when it is not JSON (CKVAL is the caller's to raise).
--- JSON nested too deeply for the parser's stack (statement_too_complex) is not JSON here.
+-- JSON nested too deeply for the parser's stack (statement_too_complex), or with a number
+-- too long for numeric, is not JSON here.
 CREATE OR REPLACE FUNCTION cards._try_jsonb(p_text text)
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -60,7 +61,8 @@ STRICT
 AS $$
 BEGIN
     RETURN p_text::jsonb;
-EXCEPTION WHEN invalid_text_representation OR untranslatable_character OR statement_too_complex THEN
+EXCEPTION WHEN invalid_text_representation OR untranslatable_character OR statement_too_complex
+    OR numeric_value_out_of_range THEN
     RETURN NULL;
 END
 $$;
@@ -173,6 +175,7 @@ AS $$
 DECLARE
     v_errors jsonb := '[]'::jsonb;
     v_contains jsonb;
+    v_contains_error text;
     v_query tsquery;
     v_limit integer;
     v_filters text;
@@ -196,15 +199,28 @@ BEGIN
     ) THEN
         v_errors := v_errors || '[{"field": "tag", "message": "must be at most 32 tags of 1 to 64 characters"}]';
     END IF;
-    -- No card's metadata is over 16 KiB, so no longer object could match one.
+    -- No card's metadata is over 16 KiB, so no longer object could match one. Containment
+    -- costs up to (array elements of contains) x (those of a card's metadata) comparisons
+    -- per card: 8 of them keep that to a few milliseconds (docs/SECURITY.md).
     IF octet_length(p_contains) > 16384 THEN
         v_errors := v_errors || '[{"field": "contains", "message": "must be at most 16 KiB"}]';
     ELSE
         v_contains := cards._try_jsonb(cards._mark_nul_escapes(p_contains));
-        IF p_contains IS NOT NULL AND jsonb_typeof(v_contains) IS DISTINCT FROM 'object' THEN
-            v_errors := v_errors || '[{"field": "contains", "message": "must be a JSON object"}]';
-        ELSIF cards._has_nul(v_contains) THEN
-            v_errors := v_errors || '[{"field": "contains", "message": "must not contain NUL (\\u0000)"}]';
+        v_contains_error := CASE
+            WHEN p_contains IS NOT NULL AND jsonb_typeof(v_contains) IS DISTINCT FROM 'object'
+                THEN 'must be a JSON object'
+            ELSE cards._json_bounds_error(v_contains, 65536, 'must be at most 16 KiB')
+        END;
+        IF v_contains_error IS NULL AND jsonb_array_length(
+            jsonb_path_query_array(v_contains, 'strict $.** ? (@.type() == "array")[*]')
+        ) > 8 THEN
+            v_contains_error := 'must hold at most 8 array elements in all';
+        ELSIF v_contains_error IS NULL AND cards._has_nul(v_contains) THEN
+            v_contains_error := 'must not contain NUL (\u0000)';
+        END IF;
+        IF v_contains_error IS NOT NULL THEN
+            v_errors := v_errors || jsonb_build_array(jsonb_build_object('field', 'contains', 'message', v_contains_error));
+            v_contains := NULL;
         END IF;
     END IF;
     IF char_length(p_q) NOT BETWEEN 1 AND 500 THEN
@@ -347,7 +363,7 @@ BEGIN
 
     v_errors := CASE WHEN jsonb_typeof(v_patch) <> 'object'
         THEN '[{"field": "(body)", "message": "must be a JSON object"}]'
-        ELSE cards._nul_errors(v_patch)
+        ELSE cards._nul_errors(v_patch, '{content,kind,metadata,tags,title}')
     END;
     IF jsonb_array_length(v_errors) = 0 THEN
         v_merged := jsonb_build_object(
