@@ -78,7 +78,7 @@ DECLARE
 BEGIN
     SELECT
         coalesce(jsonb_agg(e.error ORDER BY e.n) FILTER (WHERE e.listed <= 100), '[]'),
-        coalesce(sum(coalesce((e.error ->> 'omitted')::bigint, 1)), 0)
+        coalesce(sum(coalesce((e.error ->> 'omitted')::bigint, 1)), 0)::bigint
     INTO v_listed, v_total
     FROM (
         SELECT
