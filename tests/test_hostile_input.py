@@ -4,18 +4,21 @@ directly, in SQL. Each is a 422 naming its field (and index), never a 500, never
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
+import sys
 import time
 from decimal import Decimal
 
+import aiohttp
 import asyncpg
 import psycopg
 import pytest
 
 from gateway.errors import from_database
 
-from .conftest import create
+from .conftest import JWT_SECRET, ROOT, create, free_port, gateway_env, wait_until_up
 
 BATCH = "/api/v1/cards/batch"
 NUMBERS = "must hold numbers that are 0 or of magnitude 1e-20 to 1e20, with at most 20 digits after the point"
@@ -314,3 +317,93 @@ async def test_a_data_exception_or_a_program_limit_from_postgresql_is_a_422_prob
     problem = from_database(raised.value)
     assert (problem.status, problem.slug) == (422, "validation-error")
     assert raised.value.message not in problem.detail  # the database's words stay inside
+
+
+# --- memory: no request up to the body limit takes a process past a few hundred MiB ---
+
+_MIB = 1024 * 1024
+_PRIVATE_MEMORY_BOUND = 384 * _MIB  # "a few hundred MiB", per process (docs/SECURITY.md)
+
+
+def _private_bytes(pid: int) -> int:
+    """Resident memory of the process that is its own (anonymous): not the shared buffers it maps."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            for line in status:
+                if line.startswith("RssAnon:"):
+                    return int(line.split()[1]) * 1024
+    except FileNotFoundError:
+        pass
+    return 0
+
+
+def _body_limit_attacks() -> dict[str, bytes]:
+    """The shapes of the review at (just under) the 8 MiB body limit."""
+    limit = 8 * _MIB - 200
+
+    def filled(unit: str) -> str:
+        return "[" + ",".join([unit] * ((limit - 60) // (len(unit) + 1))) + "]"
+
+    keys = ",".join(f'"{n:05x}":0' for n in range((limit - 60) // 10))
+    card_of_1e1000 = ('{"title": "t", "content": [' + ",".join(["1e1000"] * 1100) + "]}").encode()
+    return {
+        "1e1000": _batch(filled("1e1000")),
+        "1e131071": _batch(filled("1e131071")),
+        "0e-16383": _batch(filled("0e-16383")),
+        "zeros": _batch(filled("0")),
+        "empty objects": _batch(filled("{}")),
+        "empty arrays": _batch(filled("[]")),
+        "700k unknown keys": f'{{"cards": [{{"title": "t", "content": 1, {keys}}}]}}'.encode(),
+        "long decimal": _batch("0." + "0" * 16000 + "1"),
+        "deep": _batch(_nested(30000)),
+        "one long string": _batch(json.dumps("x" * (limit - 60))),
+        "1000 cards of 1e1000": b'{"cards": [' + b",".join([card_of_1e1000] * 1000) + b"]}",
+    }
+
+
+async def test_no_request_up_to_the_body_limit_takes_a_process_past_a_few_hundred_mib(
+    database, admin, tenant
+):
+    port = free_port()
+    env = gateway_env(
+        DATABASE_URL=database, PORT=str(port), CARDS_JWT_SECRET=JWT_SECRET, CARDS_LOG_LEVEL="WARNING"
+    )
+    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "gateway", env=env, cwd=ROOT)
+    peaks: dict[str, int] = {}
+    slowest_health = 0.0
+    try:
+        await wait_until_up(port, process)
+        base = f"http://127.0.0.1:{port}"
+        async with aiohttp.ClientSession() as http:
+            for name, body in _body_limit_attacks().items():
+                assert len(body) <= 8 * _MIB, name
+                backends = [
+                    r[0]
+                    for r in admin.conn.execute(
+                        "SELECT pid FROM pg_stat_activity WHERE application_name = 'cards-gateway'"
+                    ).fetchall()
+                ]
+                pids = [process.pid, *backends]
+                request = asyncio.create_task(
+                    http.post(f"{base}{BATCH}", data=io.BytesIO(body), headers=tenant.auth | JSON)
+                )
+                peak = 0
+                while not request.done():
+                    peak = max(peak, *(_private_bytes(pid) for pid in pids))
+                    started = time.perf_counter()
+                    async with http.get(f"{base}/health") as health:
+                        assert health.status == 200
+                    slowest_health = max(slowest_health, time.perf_counter() - started)
+                    await asyncio.sleep(0.02)
+                response = await request
+                assert response.status == 422, (name, await response.text())
+                assert response.content_type == "application/problem+json"
+                assert len(await response.read()) <= 64 * 1024
+                peaks[name] = peak
+    finally:
+        process.terminate()
+        await process.wait()
+    print({name: f"{peak / _MIB:.0f} MiB" for name, peak in peaks.items()}, f"health {slowest_health:.3f} s")
+    assert max(peaks.values()) < _PRIVATE_MEMORY_BOUND, {k: v // _MIB for k, v in peaks.items()}
+    assert slowest_health < 1.0
+    assert admin.card_count(tenant) == 0
