@@ -21,7 +21,10 @@ def _string(lo: int, hi: int, **more) -> dict:
 
 UUID = {"type": "string", "format": "uuid"}
 TIME = {"type": "string", "format": "date-time", "description": "RFC 3339, UTC"}
-METADATA = {"type": "object", "description": "A JSON object of at most 16 KiB."}
+METADATA = {
+    "type": "object",
+    "description": "A JSON object of at most 16 KiB, nested at most 64 levels, with numbers as in content.",
+}
 # A point in time given in a query: RFC 3339 as far as PostgreSQL's timestamptz reaches (years
 # 0001-9999, offsets within ±15:59, microseconds).
 _RFC3339_IN_RANGE = (
@@ -53,7 +56,9 @@ SCHEMAS = {
             },
             "metadata": METADATA | {"default": {}},
         },
-        "description": "Strings must not contain NUL (\\u0000). Unknown fields are a validation error.",
+        "description": "Strings must not contain NUL (\\u0000). Unknown fields are a validation error. "
+        "In content and metadata, JSON nests at most 64 levels, and a number is 0 or of magnitude 1e-20 "
+        "to 1e20 with at most 20 digits after the point (docs/SECURITY.md, Hostile input).",
     },
     "Card": {
         "type": "object",
@@ -324,8 +329,9 @@ PARAMETERS = {
     "Contains": {
         "name": "contains",
         "in": "query",
-        "description": "A JSON object (URL-encoded), at most 16 KiB of text (as a card's metadata): cards "
-        "whose metadata contains it (`@>`).",
+        "description": "A JSON object (URL-encoded), at most 16 KiB of text (as a card's metadata), nested "
+        "at most 64 levels, holding at most 8 array elements in all and numbers within a card's bounds: "
+        "cards whose metadata contains it (`@>`).",
         "content": {"application/json": {"schema": {"type": "object"}}},
     },
     "Q": {
