@@ -330,8 +330,8 @@ PARAMETERS = {
         "name": "contains",
         "in": "query",
         "description": "A JSON object (URL-encoded), at most 16 KiB of text (as a card's metadata), nested "
-        "at most 64 levels, holding at most 8 array elements in all and numbers within a card's bounds: "
-        "cards whose metadata contains it (`@>`).",
+        "at most 64 levels, holding at most 8 array elements in all (at most 2 of them arrays or "
+        "objects) and numbers within a card's bounds: cards whose metadata contains it (`@>`).",
         "content": {"application/json": {"schema": {"type": "object"}}},
     },
     "Q": {

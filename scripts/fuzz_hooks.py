@@ -63,7 +63,10 @@ _VALIDATION_MESSAGES = [
         ),
     ),
     (None, re.compile(r"must not nest deeper than 64 levels")),
-    ("contains", re.compile(r"must hold at most 8 array elements in all")),
+    (
+        "contains",
+        re.compile(r"must hold at most 8 array elements in all, at most 2 of them arrays or objects"),
+    ),
     ("(body)", re.compile(r"must hold at most 1,000,000 values and 100,000 arrays and objects")),
 ]
 _TRACE_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")

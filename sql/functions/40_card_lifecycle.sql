@@ -200,8 +200,9 @@ BEGIN
         v_errors := v_errors || '[{"field": "tag", "message": "must be at most 32 tags of 1 to 64 characters"}]';
     END IF;
     -- No card's metadata is over 16 KiB, so no longer object could match one. Containment
-    -- costs up to (array elements of contains) x (those of a card's metadata) comparisons
-    -- per card: 8 of them keep that to a few milliseconds (docs/SECURITY.md).
+    -- compares each array element of contains with each of the card's metadata at its
+    -- place, recursively for arrays and objects: 8 elements, 2 of them arrays or objects,
+    -- keep that to a few milliseconds per card (docs/SECURITY.md, bench/containment.py).
     IF octet_length(p_contains) > 16384 THEN
         v_errors := v_errors || '[{"field": "contains", "message": "must be at most 16 KiB"}]';
     ELSE
@@ -211,10 +212,13 @@ BEGIN
                 THEN 'must be a JSON object'
             ELSE cards._json_bounds_error(v_contains, 65536, 'must be at most 16 KiB')
         END;
-        IF v_contains_error IS NULL AND jsonb_array_length(
-            jsonb_path_query_array(v_contains, 'strict $.** ? (@.type() == "array")[*]')
-        ) > 8 THEN
-            v_contains_error := 'must hold at most 8 array elements in all';
+        IF v_contains_error IS NULL AND (
+            jsonb_array_length(jsonb_path_query_array(v_contains, 'strict $.** ? (@.type() == "array")[*]')) > 8
+            OR jsonb_array_length(jsonb_path_query_array(
+                v_contains, 'strict $.** ? (@.type() == "array")[*] ? (@.type() == "array" || @.type() == "object")'
+            )) > 2
+        ) THEN
+            v_contains_error := 'must hold at most 8 array elements in all, at most 2 of them arrays or objects';
         ELSIF v_contains_error IS NULL AND cards._has_nul(v_contains) THEN
             v_contains_error := 'must not contain NUL (\u0000)';
         END IF;
