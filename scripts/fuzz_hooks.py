@@ -211,17 +211,21 @@ _HOSTILE = st.one_of(
 
 @schemathesis.hook
 def flatmap_body(ctx, body):
-    """One body in four carries a hostile shape in a JSON-valued field."""
+    """One body in four of a batch, a patch or a usage report carries a hostile shape."""
+    operation = getattr(ctx, "operation", None)
+    method, path = (operation.method.upper(), operation.path) if operation is not None else ("", "")
     if not isinstance(body, dict):
         return st.just(body)
 
     def hostile(value):
-        if isinstance(body.get("cards"), list) and body["cards"] and isinstance(body["cards"][0], dict):
-            card = body["cards"][0] | {"content": value}
-            return body | {"cards": [card, *body["cards"][1:]]}
-        if "workflow_id" in body or "run_id" in body:
+        if path.endswith("/batch") and isinstance(body.get("cards"), list) and body["cards"]:
+            if isinstance(body["cards"][0], dict):
+                return body | {"cards": [body["cards"][0] | {"content": value}, *body["cards"][1:]]}
+        elif method == "POST" and path.endswith("/usage"):
             return body | {"metadata": {"x": value}}
-        return body | {"content": value}
+        elif method == "PATCH":
+            return body | {"content": value}
+        return body
 
     return st.one_of(st.just(body), st.just(body), st.just(body), _HOSTILE.map(hostile))
 
