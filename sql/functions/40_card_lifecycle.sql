@@ -35,6 +35,8 @@ DECLARE
 BEGIN
     IF p_cursor IS NULL THEN
         RETURN NULL;
+    ELSIF char_length(p_cursor) > 1000 THEN  -- refused before it is decoded and parsed
+        PERFORM cards._raise_invalid('[{"field": "cursor", "message": "is not a cursor this API issued"}]');
     END IF;
     BEGIN
         v_position := convert_from(decode(
@@ -43,7 +45,7 @@ BEGIN
     EXCEPTION WHEN OTHERS THEN
         v_position := NULL;
     END;
-    IF jsonb_typeof(v_position) IS DISTINCT FROM 'array' OR char_length(p_cursor) > 1000 THEN
+    IF jsonb_typeof(v_position) IS DISTINCT FROM 'array' THEN
         PERFORM cards._raise_invalid('[{"field": "cursor", "message": "is not a cursor this API issued"}]');
     END IF;
     RETURN v_position;
