@@ -328,16 +328,21 @@ _MIB = 1024 * 1024
 _PRIVATE_MEMORY_BOUND = 384 * _MIB  # "a few hundred MiB", per process (docs/SECURITY.md)
 
 
-def _private_bytes(pid: int) -> int:
-    """Resident memory of the process that is its own (anonymous): not the shared buffers it maps."""
+def _status_bytes(pid: int, field: str) -> int:
+    """A memory figure of /proc/<pid>/status, in bytes (0 once the process is gone)."""
     try:
         with open(f"/proc/{pid}/status") as status:
             for line in status:
-                if line.startswith("RssAnon:"):
+                if line.startswith(f"{field}:"):
                     return int(line.split()[1]) * 1024
     except FileNotFoundError:
         pass
     return 0
+
+
+def _private_bytes(pid: int) -> int:
+    """Resident memory of the process that is its own (anonymous): not the shared buffers it maps."""
+    return _status_bytes(pid, "RssAnon")
 
 
 def _body_limit_attacks() -> dict[str, bytes]:
@@ -403,10 +408,15 @@ async def test_no_request_up_to_the_body_limit_takes_a_process_past_a_few_hundre
                 assert response.content_type == "application/problem+json"
                 assert len(await response.read()) <= 64 * 1024
                 peaks[name] = peak
+        gateway_peak = _status_bytes(process.pid, "VmHWM")  # exact: the gateway maps no shared buffers
     finally:
         process.terminate()
         await process.wait()
-    print({name: f"{peak / _MIB:.0f} MiB" for name, peak in peaks.items()}, f"health {slowest_health:.3f} s")
+    assert gateway_peak < _PRIVATE_MEMORY_BOUND, gateway_peak // _MIB
+    print(
+        {name: f"{peak / _MIB:.0f} MiB" for name, peak in peaks.items()},
+        f"gateway peak {gateway_peak / _MIB:.0f} MiB",
+    )
     assert max(peaks.values()) < _PRIVATE_MEMORY_BOUND, {k: v // _MIB for k, v in peaks.items()}
     assert slowest_health < 1.0
     assert admin.card_count(tenant) == 0
