@@ -38,6 +38,11 @@ _BY_STATUS = {status: slug for slug, (status, _, _) in reversed(PROBLEMS.items()
 # Connection exceptions (08), insufficient resources (53), operator intervention (57P):
 # the database is not there for us right now, and a retry may well succeed.
 _UNAVAILABLE_CLASSES = ("08", "53", "57P")
+# Data exception (22), program limit exceeded (54): a value of the request the database cannot
+# process (a number too long, JSON too deep). The SQL functions bound their input so that these
+# do not happen; any that still does is the request's fault, answered 422 without the database's
+# message (docs/SECURITY.md, "Hostile input").
+_INPUT_CLASSES = ("22", "54")
 
 
 class DatabaseUnavailable(Exception):
@@ -104,10 +109,15 @@ def from_database(exc: BaseException) -> Problem | None:
     if isinstance(exc, asyncpg.PostgresError):
         state = exc.sqlstate or ""
         slug = BY_SQLSTATE.get(state)
+        if slug == "validation-error":
+            return Problem(slug, exc.message, errors=_errors(exc), errors_total=_errors_total(exc))
         if slug is not None and state.startswith("CK"):
-            return Problem(slug, exc.message, errors=_errors(exc) if slug == "validation-error" else None)
+            return Problem(slug, exc.message)
         if slug == "gateway-timeout":
             return Problem(slug, "the database did not answer in time")
+        if state.startswith(_INPUT_CLASSES):
+            detail = f"the request holds a value the database cannot process (SQLSTATE {state})"
+            return Problem("validation-error", detail)
         if slug is not None or state.startswith(_UNAVAILABLE_CLASSES):
             return Problem("service-unavailable", "the database cannot serve this request now; retry")
         return None
@@ -124,3 +134,12 @@ def _errors(exc: asyncpg.PostgresError) -> list | None:
     except orjson.JSONDecodeError:
         return None
     return errors if isinstance(errors, list) else None
+
+
+def _errors_total(exc: asyncpg.PostgresError) -> int | None:
+    """How many errors there were, when more than the listed 100 (CKVAL's HINT, see _raise_invalid)."""
+    try:
+        total = orjson.loads(exc.hint or "null")
+    except orjson.JSONDecodeError:
+        return None
+    return total.get("errors_total") if isinstance(total, dict) else None

@@ -20,7 +20,10 @@ def _string(lo: int, hi: int, **more) -> dict:
 
 UUID = {"type": "string", "format": "uuid"}
 TIME = {"type": "string", "format": "date-time", "description": "RFC 3339, UTC"}
-METADATA = {"type": "object", "description": "A JSON object of at most 16 KiB."}
+METADATA = {
+    "type": "object",
+    "description": "A JSON object of at most 16 KiB, nested at most 64 levels, with numbers as in content.",
+}
 # A point in time given in a query: RFC 3339 as far as PostgreSQL's timestamptz reaches (years
 # 0001-9999, offsets within ±15:59, microseconds).
 _RFC3339_IN_RANGE = (
@@ -52,7 +55,9 @@ SCHEMAS = {
             },
             "metadata": METADATA | {"default": {}},
         },
-        "description": "Strings must not contain NUL (\\u0000). Unknown fields are a validation error.",
+        "description": "Strings must not contain NUL (\\u0000). Unknown fields are a validation error. "
+        "In content and metadata, JSON nests at most 64 levels, and a number is 0 or of magnitude 1e-20 "
+        "to 1e20 with at most 20 digits after the point (docs/SECURITY.md, Hostile input).",
     },
     "Card": {
         "type": "object",
@@ -230,7 +235,8 @@ SCHEMAS = {
             "trace_id": {"type": "string", "pattern": "^[A-Za-z0-9._-]{1,128}$"},
             "errors": {
                 "type": "array",
-                "description": "validation-error only: every broken rule.",
+                "maxItems": 100,
+                "description": "validation-error only: every broken rule (the first 100).",
                 "items": {
                     "type": "object",
                     "required": ["field", "message"],
@@ -244,6 +250,11 @@ SCHEMAS = {
                         "message": {"type": "string"},
                     },
                 },
+            },
+            "errors_total": {
+                "type": "integer",
+                "minimum": 101,
+                "description": "validation-error only, when more than 100 rules were broken: how many.",
             },
         },
     },
@@ -327,8 +338,9 @@ PARAMETERS = {
     "Contains": {
         "name": "contains",
         "in": "query",
-        "description": "A JSON object (URL-encoded), at most 16 KiB of text (as a card's metadata): cards "
-        "whose metadata contains it (`@>`).",
+        "description": "A JSON object (URL-encoded), at most 16 KiB of text (as a card's metadata), nested "
+        "at most 64 levels, holding at most 8 array elements in all (at most 2 of them arrays or "
+        "objects) and numbers within a card's bounds: cards whose metadata contains it (`@>`).",
         "content": {"application/json": {"schema": {"type": "object"}}},
     },
     "Q": {
@@ -386,7 +398,8 @@ _WHEN = {
     "payload-too-large": "The body is over the limit (8 MiB unless configured); refused before it is read.",
     "unsupported-media-type": "The body is not sent as `application/json` (UTF-8).",
     "validation-error": "An input rule is broken, in the body or a query parameter; `errors` lists every "
-    "one (`field`: the body field or the parameter), with `index` for an item of the request's array.",
+    "one (`field`: the body field or the parameter), with `index` for an item of the request's array: "
+    "the first 100, with `errors_total` when there were more.",
     "idempotency-key-reused": "The key was used before with a different body.",
     "precondition-required": "`If-Match` is missing.",
     "rate-limited": "The tenant's rate limit is spent (RateLimit headers say how it stands), the tenant "

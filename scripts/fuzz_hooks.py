@@ -54,6 +54,20 @@ _VALIDATION_MESSAGES = [
     ("content", re.compile(r"must be at most 256 KiB serialised")),
     ("metadata", re.compile(r"must be at most 16 KiB serialised")),
     ("contains", re.compile(r"must be at most 16 KiB")),
+    # stated in the spec's descriptions: the bounds on hostile input (docs/SECURITY.md)
+    (
+        None,
+        re.compile(
+            r"must hold numbers that are 0 or of magnitude 1e-20 to 1e20, "
+            r"with at most 20 digits after the point"
+        ),
+    ),
+    (None, re.compile(r"must not nest deeper than 64 levels")),
+    (
+        "contains",
+        re.compile(r"must hold at most 8 array elements in all, at most 2 of them arrays or objects"),
+    ),
+    ("(body)", re.compile(r"must hold at most 1,000,000 values and 100,000 arrays and objects")),
 ]
 _TRACE_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 _IDEMPOTENCY_KEY = "Idempotency-Key"
@@ -172,3 +186,54 @@ def filter_failure(ctx, failure, case, response) -> bool:
                     )
             return False
     return True
+
+
+# Hostile shapes (docs/SECURITY.md, "Hostile input"): valid JSON that once cost the server memory,
+# time or a 500. About one body (or `contains`) in four gets one in place of a card's content or
+# metadata value, a patch's content or a usage report's metadata value; the answer must be a success
+# or a 422 naming the field (schema_valid_request_accepted allows the bounds' messages). json.dumps
+# writes floats such as 1e300 with their exponent, so exponents reach the server as written.
+def _nested(depth: int) -> list:
+    value: list = []
+    for _ in range(depth - 1):
+        value = [value]
+    return value
+
+
+_HOSTILE = st.one_of(
+    st.sampled_from([1e300, -1e300, 5e-324, 1e21, 1e-21, 0.1 + 0.2]),  # huge and tiny exponents, 17 digits
+    st.integers(19, 3000).map(lambda digits: 10**digits - 1),  # long numbers (Python writes <= 4300 digits)
+    st.integers(60, 400).map(_nested),  # nesting around and past 64 levels
+    st.integers(100, 3000).map(lambda n: {f"k{i}": 0 for i in range(n)}),  # wide objects
+    st.integers(1, 40).map(lambda n: [[1]] * n),  # containment work: arrays of arrays
+)
+
+
+@schemathesis.hook
+def flatmap_body(ctx, body):
+    """One body in four of a batch, a patch or a usage report carries a hostile shape."""
+    operation = getattr(ctx, "operation", None)
+    method, path = (operation.method.upper(), operation.path) if operation is not None else ("", "")
+    if not isinstance(body, dict):
+        return st.just(body)
+
+    def hostile(value):
+        if path.endswith("/batch") and isinstance(body.get("cards"), list) and body["cards"]:
+            if isinstance(body["cards"][0], dict):
+                return body | {"cards": [body["cards"][0] | {"content": value}, *body["cards"][1:]]}
+        elif method == "POST" and path.endswith("/usage"):
+            return body | {"metadata": {"x": value}}
+        elif method == "PATCH":
+            return body | {"content": value}
+        return body
+
+    return st.one_of(st.just(body), st.just(body), st.just(body), _HOSTILE.map(hostile))
+
+
+@schemathesis.hook
+def flatmap_query(ctx, query):
+    """One listing in four filters by a hostile `contains`."""
+    if not isinstance(query, dict) or "contains" not in query:
+        return st.just(query)
+    contains = _HOSTILE.map(lambda value: query | {"contains": json.dumps({"x": value})})
+    return st.one_of(st.just(query), st.just(query), st.just(query), contains)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 import subprocess
 import sys
 from urllib.parse import quote
@@ -448,3 +449,12 @@ def test_every_filter_is_bounded_by_the_tenant_in_an_index(plans):
             name,
             scans,
         )
+
+
+def test_every_index_scan_of_every_listing_plan_leads_with_the_tenant(plans):
+    """The filters' operators are LEAKPROOF so that they may run inside an index scan beneath the
+    row-level security barrier (docs/SECURITY.md, "Hostile input"); the scan must then read only
+    the tenant's entries: its first index condition is the tenant's."""
+    for name, scans in plans.items():
+        for index, condition in scans:
+            assert re.match(r"\(+tenant_id = ", condition), (name, index, condition)

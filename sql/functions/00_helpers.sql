@@ -77,21 +77,61 @@ AS $$
     SELECT pg_catalog.to_char(p_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')
 $$;
 
--- Raises CKVAL with the errors (a JSON array of {index?, field, message}) as DETAIL.
+-- Raises CKVAL with the errors (a JSON array of {index?, field, message}) as DETAIL: the
+-- first 100, and {"errors_total": N} as HINT when there were more. An element
+-- {"omitted": N} stands for N errors its producer found but did not list (each producer
+-- lists at most 100). The server log gets the message only, never the list.
 CREATE OR REPLACE FUNCTION cards._raise_invalid(p_errors jsonb)
 RETURNS void
 LANGUAGE plpgsql
 VOLATILE
 AS $$
+DECLARE
+    v_listed jsonb;
+    v_total bigint;
 BEGIN
+    SELECT
+        coalesce(jsonb_agg(e.error ORDER BY e.n) FILTER (WHERE e.listed <= 100), '[]'),
+        coalesce(sum(coalesce((e.error ->> 'omitted')::bigint, 1)), 0)::bigint
+    INTO v_listed, v_total
+    FROM (
+        SELECT
+            x.error, x.n,
+            CASE WHEN NOT x.error ? 'omitted' THEN count(*) FILTER (WHERE NOT x.error ? 'omitted') OVER (ORDER BY x.n) END
+                AS listed
+        FROM jsonb_array_elements(p_errors) WITH ORDINALITY AS x (error, n)
+    ) AS e;
+    -- DETAIL goes to the client, not to the server log (log_error_verbosity is SUSET:
+    -- granted to cards_owner by migration 0008; rolled back with the failed transaction).
+    IF has_parameter_privilege('log_error_verbosity', 'SET') THEN
+        PERFORM set_config('log_error_verbosity', 'terse', true);
+    END IF;
+    IF v_total > 100 THEN
+        RAISE EXCEPTION USING
+            ERRCODE = 'CKVAL',
+            MESSAGE = format('The request is invalid: %s errors, the first 100 listed in "errors".', v_total),
+            DETAIL = v_listed::text,
+            HINT = jsonb_build_object('errors_total', v_total)::text;
+    END IF;
     RAISE EXCEPTION USING
         ERRCODE = 'CKVAL',
-        MESSAGE = pg_catalog.format(
-            'The request is invalid: %s error(s), listed in "errors".',
-            pg_catalog.jsonb_array_length(p_errors)
-        ),
-        DETAIL = p_errors::text;
+        MESSAGE = format('The request is invalid: %s error(s), listed in "errors".', v_total),
+        DETAIL = v_listed::text;
 END
+$$;
+
+-- The tail a producer of errors appends after listing the first 100 of `p_count`:
+-- [{"omitted": p_count - 100}], or [] when it listed them all (see _raise_invalid).
+CREATE OR REPLACE FUNCTION cards._omitted(p_count bigint)
+RETURNS jsonb
+LANGUAGE sql
+IMMUTABLE
+PARALLEL SAFE
+AS $$
+    SELECT CASE
+        WHEN p_count > 100 THEN pg_catalog.jsonb_build_array(pg_catalog.jsonb_build_object('omitted', p_count - 100))
+        ELSE '[]'::jsonb
+    END
 $$;
 
 -- JSON text with each \u0000 escape replaced by the escape of U+10FFFF, a noncharacter
@@ -111,15 +151,51 @@ AS $$
     END
 $$;
 
+-- Whether a JSON text holds more than 1,000,000 values (commas) or 100,000 arrays and
+-- objects: PostgreSQL's parser spends ~110 bytes of memory per value and up to ~700 per
+-- object, so these bound what parsing an 8 MiB body may cost (docs/SECURITY.md).
+-- Counted first with the strings, then, only when that is over, without them.
+CREATE OR REPLACE FUNCTION cards._too_many_values(p_json text)
+RETURNS boolean
+LANGUAGE sql
+IMMUTABLE
+STRICT
+PARALLEL SAFE
+AS $$
+    SELECT EXISTS (
+        SELECT
+        FROM (VALUES (p_json)) AS t (json)
+        WHERE
+            octet_length(t.json) - octet_length(translate(t.json, ',', '')) > 1000000
+            OR octet_length(t.json) - octet_length(translate(t.json, '[{', '')) > 100000
+    ) AND EXISTS (
+        SELECT
+        FROM (VALUES (regexp_replace(p_json, '"(?:[^"\\]|\\.)*"', '""', 'g'))) AS s (skeleton)
+        WHERE
+            octet_length(s.skeleton) - octet_length(translate(s.skeleton, ',', '')) > 1000000
+            OR octet_length(s.skeleton) - octet_length(translate(s.skeleton, '[{', '')) > 100000
+    )
+$$;
+
 -- Parses an HTTP request body: UTF-8 JSON, or CKJSN. A \u0000 escape parses to the mark
 -- _has_nul finds (_mark_nul_escapes). A missing (NULL) body is an empty one: not JSON.
+-- A body over the bounds of _too_many_values, nested too deeply for the parser, or with
+-- a number PostgreSQL cannot hold is CKVAL on "(body)": refused before or while parsing.
 CREATE OR REPLACE FUNCTION cards._parse_body(p_body bytea)
 RETURNS jsonb
 LANGUAGE plpgsql
 IMMUTABLE
 AS $$
+DECLARE
+    v_text text;
 BEGIN
-    RETURN cards._mark_nul_escapes(pg_catalog.convert_from(coalesce(p_body, '\x'::bytea), 'UTF8'))::jsonb;
+    v_text := pg_catalog.convert_from(coalesce(p_body, '\x'::bytea), 'UTF8');
+    IF cards._too_many_values(v_text) THEN
+        PERFORM cards._raise_invalid(
+            '[{"field": "(body)", "message": "must hold at most 1,000,000 values and 100,000 arrays and objects"}]'
+        );
+    END IF;
+    RETURN cards._mark_nul_escapes(v_text)::jsonb;
 EXCEPTION
     WHEN character_not_in_repertoire OR untranslatable_character THEN
         RAISE EXCEPTION USING
@@ -129,11 +205,47 @@ EXCEPTION
         RAISE EXCEPTION USING
             ERRCODE = 'CKJSN',
             MESSAGE = 'The request body is not valid JSON.';
-    WHEN statement_too_complex THEN
-        RAISE EXCEPTION USING
-            ERRCODE = 'CKJSN',
-            MESSAGE = 'The request body is nested too deeply to parse.';
+    WHEN statement_too_complex THEN  -- deeper than the parser's stack: far over 64 levels
+        PERFORM cards._raise_invalid('[{"field": "(body)", "message": "must not nest deeper than 64 levels"}]');
+        RETURN NULL;
+    WHEN numeric_value_out_of_range THEN  -- over 131,072 digits before the point or 16,383 after
+        PERFORM cards._raise_invalid(
+            '[{"field": "(body)", "message": "holds a number too long for the database (see the number bounds)"}]'
+        );
+        RETURN NULL;
 END
+$$;
+
+-- Why a JSON value may not be stored, or NULL when it may: bigger than `p_max_bytes` of
+-- canonical text (`p_size_message`), nested deeper than 64 levels, or holding a number
+-- that is not 0 or of magnitude 1e-20 to 1e20, or has over 20 digits after the point.
+-- Nothing is printed before the bounds that keep printing small hold: the binary size
+-- first (never over 4 times the text size, plus a header: docs/SECURITY.md), then the
+-- depth and the numbers, which jsonpath reads without printing; the text size last.
+CREATE OR REPLACE FUNCTION cards._json_bounds_error(p_value jsonb, p_max_bytes integer, p_size_message text)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+PARALLEL SAFE
+AS $$
+    SELECT CASE
+        WHEN p_value IS NULL THEN NULL
+        WHEN pg_catalog.pg_column_size(p_value) > 4 * p_max_bytes + 64 THEN p_size_message
+        WHEN pg_catalog.jsonb_path_exists(
+            p_value, 'strict $.**{64 to last} ? (@.type() == "array" || @.type() == "object")'
+        ) THEN 'must not nest deeper than 64 levels'
+        WHEN (
+            SELECT
+                max(abs(n.number)) >= 1e20
+                OR min(abs(n.number)) FILTER (WHERE n.number <> 0) < 1e-20
+                OR max(scale(n.number)) > 20
+            FROM pg_catalog.jsonb_array_elements(
+                pg_catalog.jsonb_path_query_array(p_value, 'strict $.** ? (@.type() == "number")')
+            ) AS e (value)
+            CROSS JOIN LATERAL (SELECT e.value::numeric) AS n (number)
+        ) THEN 'must hold numbers that are 0 or of magnitude 1e-20 to 1e20, with at most 20 digits after the point'
+        WHEN pg_catalog.octet_length(p_value::text) > p_max_bytes THEN p_size_message
+    END
 $$;
 
 -- Whether a value parsed by _parse_body held a \u0000 escape anywhere.
@@ -147,9 +259,10 @@ AS $$
     SELECT pg_catalog.strpos(p_value::text, pg_catalog.chr(1114111)) > 0
 $$;
 
--- One error per field of a request object that held a \u0000 escape, in field order;
--- [] for anything that is not an object.
-CREATE OR REPLACE FUNCTION cards._nul_errors(p_object jsonb)
+-- One error per field of `p_fields` that a request object holds with a \u0000 escape in
+-- it, in field order; [] for anything that is not an object. A field that breaks
+-- _json_bounds_error is not printed to look for one: its own error says why.
+CREATE OR REPLACE FUNCTION cards._nul_errors(p_object jsonb, p_fields text[])
 RETURNS jsonb
 LANGUAGE sql
 IMMUTABLE
@@ -158,13 +271,15 @@ AS $$
     SELECT coalesce(pg_catalog.jsonb_agg(
         pg_catalog.jsonb_build_object('field', f.key, 'message', 'must not contain NUL (\u0000)') ORDER BY f.key
     ), '[]')
-    FROM pg_catalog.jsonb_each(
-        CASE WHEN pg_catalog.jsonb_typeof(p_object) = 'object' THEN p_object ELSE '{}' END
-    ) AS f
-    WHERE cards._has_nul(f.value)
+    FROM unnest(p_fields) AS f (key)
+    WHERE
+        pg_catalog.jsonb_typeof(p_object) = 'object'
+        AND cards._json_bounds_error(p_object -> f.key, 262144, '') IS NULL
+        AND cards._has_nul(p_object -> f.key)
 $$;
 
--- Errors for the envelope of a request object: not an object, or an unknown field.
+-- Errors for the envelope of a request object: not an object, or an unknown field (the
+-- first 100, names cut to 64 characters).
 CREATE OR REPLACE FUNCTION cards._envelope_errors(p_body jsonb, p_fields text[])
 RETURNS jsonb
 LANGUAGE sql
@@ -175,11 +290,16 @@ AS $$
         WHEN pg_catalog.jsonb_typeof(p_body) <> 'object'
             THEN '[{"field": "(body)", "message": "must be a JSON object"}]'
         ELSE (
-            SELECT coalesce(pg_catalog.jsonb_agg(
-                pg_catalog.jsonb_build_object('field', k.key, 'message', 'is not a known field') ORDER BY k.key
-            ), '[]')
-            FROM pg_catalog.jsonb_object_keys(p_body) AS k (key)
-            WHERE NOT k.key = ANY(p_fields)
+            SELECT
+                coalesce(pg_catalog.jsonb_agg(
+                    pg_catalog.jsonb_build_object('field', left(k.key, 64), 'message', 'is not a known field') ORDER BY k.n
+                ) FILTER (WHERE k.n <= 100), '[]')
+                || cards._omitted(count(*))
+            FROM (
+                SELECT k.key, row_number() OVER (ORDER BY k.key) AS n
+                FROM pg_catalog.jsonb_object_keys(p_body) AS k (key)
+                WHERE NOT k.key = ANY(p_fields)
+            ) AS k
         )
     END
 $$;

@@ -1,8 +1,9 @@
 -- The input rules of a card (API.md, "Card representation"), checked in one place.
 
 -- Every rule a batch of card inputs breaks, as a JSON array of {index?, field, message}
--- ordered by index and field; [] when the batch is valid. One set-based pass over the
--- items: this runs on every batch, so it is kept free of per-item function calls.
+-- ordered by index and field (the first 100, then {"omitted": N}: see _raise_invalid);
+-- [] when the batch is valid. One set-based pass over the items; content and metadata
+-- are bounded (_json_bounds_error) before anything prints them.
 CREATE OR REPLACE FUNCTION cards._batch_input_errors(p_cards jsonb)
 RETURNS jsonb
 LANGUAGE sql
@@ -17,14 +18,17 @@ AS $$
         WHEN jsonb_array_length(p_cards) NOT BETWEEN 1 AND 1000
             THEN '[{"field": "cards", "message": "must hold 1 to 1000 cards"}]'
         ELSE (
-            SELECT coalesce(
-                jsonb_agg(
-                    jsonb_build_object('index', e.ord - 1, 'field', e.field, 'message', e.message)
-                    ORDER BY e.ord, e.field
-                ),
-                '[]'
-            )
+            SELECT
+                coalesce(
+                    jsonb_agg(
+                        jsonb_build_object('index', e.ord - 1, 'field', e.field, 'message', e.message) ORDER BY e.n
+                    ) FILTER (WHERE e.n <= 100),
+                    '[]'
+                )
+                || cards._omitted(count(*))
             FROM (
+                SELECT x.ord, x.field, x.message, row_number() OVER (ORDER BY x.ord, x.field) AS n
+                FROM (
                 SELECT i.ord, v.field, v.message
                 FROM jsonb_array_elements(p_cards) WITH ORDINALITY AS i (card, ord)
                 CROSS JOIN LATERAL (VALUES
@@ -39,8 +43,7 @@ AS $$
                         WHEN jsonb_typeof(i.card) <> 'object' THEN NULL
                         WHEN NOT i.card ? 'content' THEN 'is required'
                         WHEN jsonb_typeof(i.card -> 'content') = 'null' THEN 'must not be null'
-                        WHEN octet_length((i.card -> 'content')::text) > 262144
-                            THEN 'must be at most 256 KiB serialised'
+                        ELSE cards._json_bounds_error(i.card -> 'content', 262144, 'must be at most 256 KiB serialised')
                     END),
                     ('kind', CASE
                         WHEN jsonb_typeof(i.card) <> 'object' OR NOT i.card ? 'kind' THEN NULL
@@ -51,8 +54,7 @@ AS $$
                     ('metadata', CASE
                         WHEN jsonb_typeof(i.card) <> 'object' OR NOT i.card ? 'metadata' THEN NULL
                         WHEN jsonb_typeof(i.card -> 'metadata') <> 'object' THEN 'must be a JSON object'
-                        WHEN octet_length((i.card -> 'metadata')::text) > 16384
-                            THEN 'must be at most 16 KiB serialised'
+                        ELSE cards._json_bounds_error(i.card -> 'metadata', 16384, 'must be at most 16 KiB serialised')
                     END),
                     ('tags', CASE
                         WHEN jsonb_typeof(i.card) <> 'object' OR NOT i.card ? 'tags' THEN NULL
@@ -72,12 +74,13 @@ AS $$
                 ) AS v (field, message)
                 WHERE v.message IS NOT NULL
                 UNION ALL
-                SELECT i.ord, k.key, 'is not a known field'
+                SELECT i.ord, left(k.key, 64), 'is not a known field'
                 FROM jsonb_array_elements(p_cards) WITH ORDINALITY AS i (card, ord)
                 CROSS JOIN LATERAL jsonb_object_keys(
                     CASE WHEN jsonb_typeof(i.card) = 'object' THEN i.card ELSE '{}' END
                 ) AS k (key)
                 WHERE k.key NOT IN ('kind', 'title', 'content', 'tags', 'metadata')
+                ) AS x
             ) AS e
         )
     END

@@ -218,11 +218,17 @@ BEGIN
     v_body := cards._parse_body(p_body);
     v_cards := CASE WHEN jsonb_typeof(v_body) = 'object' THEN v_body -> 'cards' END;
     v_errors := cards._envelope_errors(v_body, '{cards}');
-    IF jsonb_typeof(v_cards) = 'array' AND cards._has_nul(v_cards) THEN
+    -- Only a body with a \u0000 escape in it can hold a NUL (_mark_nul_escapes).
+    IF jsonb_typeof(v_cards) = 'array' AND jsonb_array_length(v_cards) <= 1000
+        AND position('\x5c7530303030'::bytea IN p_body) > 0 THEN
         v_errors := v_errors || (
-            SELECT coalesce(jsonb_agg(jsonb_build_object('index', c.ord - 1) || e.error ORDER BY c.ord, e.n), '[]')
-            FROM jsonb_array_elements(v_cards) WITH ORDINALITY AS c (card, ord),
-                LATERAL jsonb_array_elements(cards._nul_errors(c.card)) WITH ORDINALITY AS e (error, n)
+            SELECT coalesce(jsonb_agg(e.error ORDER BY e.n) FILTER (WHERE e.n <= 100), '[]') || cards._omitted(count(*))
+            FROM (
+                SELECT jsonb_build_object('index', c.ord - 1) || x.error AS error, row_number() OVER (ORDER BY c.ord, x.n) AS n
+                FROM jsonb_array_elements(v_cards) WITH ORDINALITY AS c (card, ord),
+                    LATERAL jsonb_array_elements(cards._nul_errors(c.card, '{content,kind,metadata,tags,title}'))
+                    WITH ORDINALITY AS x (error, n)
+            ) AS e
         );
     END IF;
     RETURN QUERY SELECT * FROM cards._batch_create(p_tenant_id, v_cards, p_idempotency_key, v_errors);

@@ -106,19 +106,27 @@ BEGIN
     v_body := cards._parse_body(p_body);
     v_ids := CASE WHEN jsonb_typeof(v_body) = 'object' THEN v_body -> 'ids' END;
     v_errors := cards._envelope_errors(v_body, '{ids}');
-    -- The count of ids is retrieve's rule; the form of each id is this body's.
+    -- The count of ids is retrieve's rule, checked here too so that no more than 1000 ids
+    -- are looked at; the form of each id is this body's.
     IF jsonb_typeof(v_ids) IS DISTINCT FROM 'array' THEN
         v_errors := v_errors || '[{"field": "ids", "message": "must be an array of ids"}]';
+    ELSIF jsonb_array_length(v_ids) NOT BETWEEN 1 AND 1000 THEN
+        v_errors := v_errors || '[{"field": "ids", "message": "must hold 1 to 1000 ids"}]';
     ELSE
         v_errors := v_errors || (
-            SELECT coalesce(jsonb_agg(
-                jsonb_build_object('index', i.ord - 1, 'field', 'ids', 'message', 'must be a UUID string')
-                ORDER BY i.ord
-            ), '[]')
-            FROM jsonb_array_elements(v_ids) WITH ORDINALITY AS i (id, ord)
-            WHERE
-                jsonb_typeof(i.id) <> 'string'
-                OR (i.id #>> '{}') !~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+            SELECT
+                coalesce(jsonb_agg(
+                    jsonb_build_object('index', i.ord - 1, 'field', 'ids', 'message', 'must be a UUID string')
+                    ORDER BY i.ord
+                ) FILTER (WHERE i.n <= 100), '[]')
+                || cards._omitted(count(*))
+            FROM (
+                SELECT e.ord, row_number() OVER (ORDER BY e.ord) AS n
+                FROM jsonb_array_elements(v_ids) WITH ORDINALITY AS e (id, ord)
+                WHERE
+                    jsonb_typeof(e.id) <> 'string'
+                    OR (e.id #>> '{}') !~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+            ) AS i
         );
     END IF;
     IF jsonb_array_length(v_errors) > 0 THEN

@@ -16,7 +16,7 @@ AS $$
             THEN 'must be a string of 1 to 255 characters' END),
         ('metadata', CASE
             WHEN jsonb_typeof(p_metadata) IS DISTINCT FROM 'object' THEN 'must be a JSON object'
-            WHEN octet_length(p_metadata::text) > 16384 THEN 'must be at most 16 KiB serialised'
+            ELSE cards._json_bounds_error(p_metadata, 16384, 'must be at most 16 KiB serialised')
         END)
     ) AS e (field, message)
     WHERE e.message IS NOT NULL
@@ -127,7 +127,7 @@ BEGIN
     v_doc := cards._parse_body(p_body);
     v_errors := cards._envelope_errors(v_doc, '{workflow_id,run_id,metadata}');
     IF jsonb_typeof(v_doc) = 'object' THEN
-        v_errors := v_errors || cards._nul_errors(v_doc) || cards._usage_input_errors(
+        v_errors := v_errors || cards._nul_errors(v_doc, '{metadata,run_id,workflow_id}') || cards._usage_input_errors(
             CASE WHEN jsonb_typeof(v_doc -> 'workflow_id') = 'string' THEN v_doc ->> 'workflow_id' END,
             CASE WHEN jsonb_typeof(v_doc -> 'run_id') = 'string' THEN v_doc ->> 'run_id' END,
             coalesce(v_doc -> 'metadata', '{}')

@@ -35,6 +35,8 @@ DECLARE
 BEGIN
     IF p_cursor IS NULL THEN
         RETURN NULL;
+    ELSIF char_length(p_cursor) > 1000 THEN  -- refused before it is decoded and parsed
+        PERFORM cards._raise_invalid('[{"field": "cursor", "message": "is not a cursor this API issued"}]');
     END IF;
     BEGIN
         v_position := convert_from(decode(
@@ -43,7 +45,7 @@ BEGIN
     EXCEPTION WHEN OTHERS THEN
         v_position := NULL;
     END;
-    IF jsonb_typeof(v_position) IS DISTINCT FROM 'array' OR char_length(p_cursor) > 1000 THEN
+    IF jsonb_typeof(v_position) IS DISTINCT FROM 'array' THEN
         PERFORM cards._raise_invalid('[{"field": "cursor", "message": "is not a cursor this API issued"}]');
     END IF;
     RETURN v_position;
@@ -51,7 +53,8 @@ END
 $$;
 
 -- A text parsed as JSON, or NULL when it is not JSON (CKVAL is the caller's to raise).
--- JSON nested too deeply for the parser's stack (statement_too_complex) is not JSON here.
+-- JSON nested too deeply for the parser's stack (statement_too_complex), or with a number
+-- too long for numeric, is not JSON here.
 CREATE OR REPLACE FUNCTION cards._try_jsonb(p_text text)
 RETURNS jsonb
 LANGUAGE plpgsql
@@ -60,7 +63,8 @@ STRICT
 AS $$
 BEGIN
     RETURN p_text::jsonb;
-EXCEPTION WHEN invalid_text_representation OR untranslatable_character OR statement_too_complex THEN
+EXCEPTION WHEN invalid_text_representation OR untranslatable_character OR statement_too_complex
+    OR numeric_value_out_of_range THEN
     RETURN NULL;
 END
 $$;
@@ -176,6 +180,7 @@ AS $$
 DECLARE
     v_errors jsonb := '[]'::jsonb;
     v_contains jsonb;
+    v_contains_error text;
     v_query tsquery;
     v_limit integer;
     v_filters text;
@@ -199,15 +204,32 @@ BEGIN
     ) THEN
         v_errors := v_errors || '[{"field": "tag", "message": "must be at most 32 tags of 1 to 64 characters"}]';
     END IF;
-    -- No card's metadata is over 16 KiB, so no longer object could match one.
+    -- No card's metadata is over 16 KiB, so no longer object could match one. Containment
+    -- compares each array element of contains with each of the card's metadata at its
+    -- place, recursively for arrays and objects: 8 elements, 2 of them arrays or objects,
+    -- keep that to a few milliseconds per card (docs/SECURITY.md, bench/containment.py).
     IF octet_length(p_contains) > 16384 THEN
         v_errors := v_errors || '[{"field": "contains", "message": "must be at most 16 KiB"}]';
     ELSE
         v_contains := cards._try_jsonb(cards._mark_nul_escapes(p_contains));
-        IF p_contains IS NOT NULL AND jsonb_typeof(v_contains) IS DISTINCT FROM 'object' THEN
-            v_errors := v_errors || '[{"field": "contains", "message": "must be a JSON object"}]';
-        ELSIF cards._has_nul(v_contains) THEN
-            v_errors := v_errors || '[{"field": "contains", "message": "must not contain NUL (\\u0000)"}]';
+        v_contains_error := CASE
+            WHEN p_contains IS NOT NULL AND jsonb_typeof(v_contains) IS DISTINCT FROM 'object'
+                THEN 'must be a JSON object'
+            ELSE cards._json_bounds_error(v_contains, 65536, 'must be at most 16 KiB')
+        END;
+        IF v_contains_error IS NULL AND (
+            jsonb_array_length(jsonb_path_query_array(v_contains, 'strict $.** ? (@.type() == "array")[*]')) > 8
+            OR jsonb_array_length(jsonb_path_query_array(
+                v_contains, 'strict $.** ? (@.type() == "array")[*] ? (@.type() == "array" || @.type() == "object")'
+            )) > 2
+        ) THEN
+            v_contains_error := 'must hold at most 8 array elements in all, at most 2 of them arrays or objects';
+        ELSIF v_contains_error IS NULL AND cards._has_nul(v_contains) THEN
+            v_contains_error := 'must not contain NUL (\u0000)';
+        END IF;
+        IF v_contains_error IS NOT NULL THEN
+            v_errors := v_errors || jsonb_build_array(jsonb_build_object('field', 'contains', 'message', v_contains_error));
+            v_contains := NULL;
         END IF;
     END IF;
     IF char_length(p_q) NOT BETWEEN 1 AND 500 THEN
@@ -351,7 +373,7 @@ BEGIN
 
     v_errors := CASE WHEN jsonb_typeof(v_patch) <> 'object'
         THEN '[{"field": "(body)", "message": "must be a JSON object"}]'
-        ELSE cards._nul_errors(v_patch)
+        ELSE cards._nul_errors(v_patch, '{content,kind,metadata,tags,title}')
     END;
     IF jsonb_array_length(v_errors) = 0 THEN
         v_merged := jsonb_build_object(
