@@ -15,9 +15,12 @@ TEST_DSN    := postgresql://postgres@127.0.0.1:$(TEST_PGPORT)/postgres
 # bench-smoke's own cluster and gateway (settable, so two checkouts can run `make test` at once).
 SMOKE_PGPORT ?= 54362
 SMOKE_GWPORT ?= 18004
+# test-citus's throwaway Citus cluster: a coordinator on CITUS_PGPORT, workers on the next two.
+CITUS_DIR    := .data/citus-test
+CITUS_PGPORT ?= 54400
 
 .PHONY: help deps bench-deps run migrate retention test lint lint-sql lint-python test-deploy \
-        test-sql test-python test-cluster-up test-cluster-down bench bench-smoke fuzz soak clean
+        test-sql test-python test-cluster-up test-cluster-down test-citus bench bench-smoke fuzz soak clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -56,7 +59,8 @@ test: deps ## every check: lint, deploy assets, plpgsql_check, pgTAP, pytest (ow
 	$(MAKE) --no-print-directory test-cluster-up && \
 	$(MAKE) --no-print-directory test-sql && \
 	$(MAKE) --no-print-directory test-python && \
-	$(MAKE) --no-print-directory bench-smoke
+	$(MAKE) --no-print-directory bench-smoke && \
+	$(MAKE) --no-print-directory test-citus
 
 lint: lint-sql lint-python ## sqlfluff and ruff
 
@@ -79,6 +83,9 @@ test-cluster-down:
 
 test-sql: ## plpgsql_check and the pgTAP suite against a freshly migrated database
 	@scripts/test-sql "$(TEST_DSN)"
+
+test-citus: deps ## on a local Citus cluster of its own: distribution, delegation, shard move, worker loss (skipped without Citus)
+	@scripts/test-citus $(CITUS_DIR) $(CITUS_PGPORT)
 
 test-python: ## pytest: gateway and end-to-end tests against the test cluster
 	@CARDS_TEST_DSN="$(TEST_DSN)" $(VENV)/bin/pytest -q
