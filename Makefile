@@ -20,7 +20,7 @@ CITUS_DIR    := .data/citus-test
 CITUS_PGPORT ?= 54400
 
 .PHONY: help deps bench-deps run migrate retention test lint lint-sql lint-python test-deploy \
-        test-sql test-python test-cluster-up test-cluster-down test-citus bench bench-smoke fuzz soak clean
+        test-sql test-python test-cluster-up test-cluster-down test-citus bench bench-citus bench-smoke fuzz soak clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -91,8 +91,14 @@ test-python: ## pytest: gateway and end-to-end tests against the test cluster
 	@CARDS_TEST_DSN="$(TEST_DSN)" $(VENV)/bin/pytest -q
 
 SIZE ?= 100k
-bench: deps bench-deps ## every endpoint: pgbench vs gateway (wrk) at 4/16/64 connections; SIZE=100k|1m|10m
+bench: deps bench-deps ## every endpoint: pgbench vs gateway (wrk) at 4/16/64 connections; SIZE=100k|1m|10m; then bench-citus
 	@$(PY) -m bench.run --size $(SIZE)
+	@if scripts/citus-cluster available; then $(MAKE) --no-print-directory bench-citus; \
+	else echo "bench: Citus is not installed: no Citus run (docs/SCALING.md)"; fi
+
+BENCH_CITUS_ARGS ?=
+bench-citus: deps bench-deps ## gateway in front of one node and of a local Citus cluster: batch, retrieve, usage
+	@$(PY) -m bench.citus $(BENCH_CITUS_ARGS)
 
 bench-smoke: deps ## the bench harness end to end in under a minute (checks the harness, not speed)
 	@$(PY) -m bench.run --smoke --pg-port $(SMOKE_PGPORT) --gw-port $(SMOKE_GWPORT)
