@@ -27,6 +27,12 @@ from .measure import ROOT, Target, postgres_ticks, wrk
 OPS = ("batch", "retrieve", "usage")
 WRK_ARG = {"batch": "100"}
 CITUS = ROOT / "scripts" / "citus-cluster"
+# How many bench tenants each worker holds (a tenant's calls all go to its worker).
+PLACEMENT = """
+SELECT n.nodeport || ':' || count(*) FROM cards.tenants AS t
+JOIN pg_dist_placement AS p ON p.shardid = get_shard_id_for_distribution_column('cards.cards', t.tenant_id)
+JOIN pg_dist_node AS n USING (groupid) GROUP BY n.nodeport ORDER BY 1
+"""
 
 
 def say(message: str) -> None:
@@ -61,6 +67,10 @@ def measure(
     subprocess.run([run.PY, "-m", "gateway.migrate", dsn], check=True, stdout=subprocess.DEVNULL)
     data = asyncio.run(datagen.load(dsn, args.cards, args.tenants, plan.work, show_progress=False))
     say(f"{label}: {data['cards']} cards loaded in {data['load_seconds']} s")
+    placement = subprocess.run(["psql", "-X", "-At", dsn, "-c", PLACEMENT], capture_output=True, text=True)
+    if label == "citus":
+        say(f"tenants per worker port: {placement.stdout.split()}")
+        args.placement = placement.stdout.split()
     gateway = run.start_gateway(plan)
     rows = []
     try:
@@ -128,7 +138,9 @@ def write_report(result: dict) -> Path:
     lines += [
         "",
         "CPU per call is CPU time of each node's PostgreSQL processes during the measured run",
-        "divided by the requests served (Citus's maintenance workers included).",
+        "divided by the requests served (Citus's maintenance workers included). Bench tenants per",
+        f"worker (port:tenants): {', '.join(result['tenants_per_worker_port'])}; wrk picks a random",
+        "tenant per request.",
         "",
     ]
     path = ROOT / "bench" / "CITUS.md"
@@ -139,7 +151,7 @@ def write_report(result: dict) -> Path:
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--cards", type=int, default=20_000)
-    p.add_argument("--tenants", type=int, default=4)
+    p.add_argument("--tenants", type=int, default=8)
     p.add_argument("--seconds", type=int, default=10)
     p.add_argument("--conns", type=int, default=16)
     p.add_argument("--pg-port", type=int, default=54370, help="the single node's port")
@@ -159,6 +171,7 @@ def main(argv: list[str] | None = None) -> None:
         "machine": run.machine_facts(),
         "rows": [],
     }
+    args.placement = []
     base = ["--conns", str(args.conns), "--gw-port", str(args.gw_port)]
     single = run.parse_args([*base, "--pg-port", str(args.pg_port)])
     single.pg_dir = ROOT / ".data" / "bench-citus-single"
@@ -178,6 +191,7 @@ def main(argv: list[str] | None = None) -> None:
         subprocess.run([CITUS, "destroy", folder], check=True)
     results = ROOT / "bench" / "results"
     results.mkdir(exist_ok=True)
+    result["tenants_per_worker_port"] = args.placement
     (results / f"citus-{result['id']}.json").write_text(json.dumps(result, indent=1))
     say(f"wrote {write_report(result).relative_to(ROOT)}")
 
