@@ -15,10 +15,13 @@ TEST_DSN    := postgresql://postgres@127.0.0.1:$(TEST_PGPORT)/postgres
 # bench-smoke's own cluster and gateway (settable, so two checkouts can run `make test` at once).
 SMOKE_PGPORT ?= 54362
 SMOKE_GWPORT ?= 18004
+# test-citus's throwaway Citus cluster: a coordinator on CITUS_PGPORT, workers on the next two.
+CITUS_DIR    := .data/citus-test
+CITUS_PGPORT ?= 54400
 
 .PHONY: help deps bench-deps run migrate retention test lint lint-sql lint-python test-deploy \
-        test-sql test-python test-client test-cluster-up test-cluster-down bench bench-smoke fuzz soak clean \
-        center-screenshots
+        test-sql test-python test-client test-cluster-up test-cluster-down test-citus bench bench-citus \
+        bench-smoke fuzz soak clean center-screenshots
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -58,7 +61,8 @@ test: deps ## every check: lint, deploy assets, plpgsql_check, pgTAP, pytest (ow
 	$(MAKE) --no-print-directory test-sql && \
 	$(MAKE) --no-print-directory test-python && \
 	$(MAKE) --no-print-directory test-client && \
-	$(MAKE) --no-print-directory bench-smoke
+	$(MAKE) --no-print-directory bench-smoke && \
+	$(MAKE) --no-print-directory test-citus
 
 lint: lint-sql lint-python ## sqlfluff and ruff
 
@@ -81,6 +85,9 @@ test-cluster-down:
 
 test-sql: ## plpgsql_check and the pgTAP suite against a freshly migrated database
 	@scripts/test-sql "$(TEST_DSN)"
+
+test-citus: deps ## on a local Citus cluster of its own: distribution, delegation, shard move, worker loss (skipped without Citus)
+	@scripts/test-citus $(CITUS_DIR) $(CITUS_PGPORT)
 
 test-python: ## pytest: gateway and end-to-end tests against the test cluster
 	@CARDS_TEST_DSN="$(TEST_DSN)" $(VENV)/bin/pytest -q
@@ -107,8 +114,14 @@ center-screenshots: deps ## the browser suite, saving a screenshot of each Card 
 	CENTER_SCREENSHOTS=docs/center CARDS_TEST_DSN="$(TEST_DSN)" $(VENV)/bin/pytest -q tests/test_center_browser.py
 
 SIZE ?= 100k
-bench: deps bench-deps ## every endpoint: pgbench vs gateway (wrk) at 4/16/64 connections; SIZE=100k|1m|10m
+bench: deps bench-deps ## every endpoint: pgbench vs gateway (wrk) at 4/16/64 connections; SIZE=100k|1m|10m; then bench-citus
 	@$(PY) -m bench.run --size $(SIZE)
+	@if scripts/citus-cluster available; then $(MAKE) --no-print-directory bench-citus; \
+	else echo "bench: Citus is not installed: no Citus run (docs/SCALING.md)"; fi
+
+BENCH_CITUS_ARGS ?=
+bench-citus: deps bench-deps ## gateway in front of one node and of a local Citus cluster: batch, retrieve, usage
+	@$(PY) -m bench.citus $(BENCH_CITUS_ARGS)
 
 bench-smoke: deps ## the bench harness end to end in under a minute (checks the harness, not speed)
 	@$(PY) -m bench.run --smoke --pg-port $(SMOKE_PGPORT) --gw-port $(SMOKE_GWPORT)

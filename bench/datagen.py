@@ -161,13 +161,16 @@ async def load(
             await asyncio.gather(*(_loader(dsn, jobs, by_no, seed, progress) for _ in range(workers)))
         loaded = time.perf_counter() - started
         pool = min(REPEAT_POOL, per_tenant)
-        await conn.execute(
-            """SELECT count(cards.track_usage(t.tenant_id, i.card_id, $2, $3))
-               FROM bench.tenants AS t JOIN bench.ids AS i USING (tenant_no) WHERE i.n <= $1""",
-            pool,
-            REPEAT_WORKFLOW,
-            REPEAT_RUN,
-        )
+        # In a transaction block: on a Citus coordinator a call nested in a query is not
+        # delegated, and only in a block does its tenant reach the workers (docs/SCALING.md).
+        async with conn.transaction():
+            await conn.execute(
+                """SELECT count(cards.track_usage(t.tenant_id, i.card_id, $2, $3))
+                   FROM bench.tenants AS t JOIN bench.ids AS i USING (tenant_no) WHERE i.n <= $1""",
+                pool,
+                REPEAT_WORKFLOW,
+                REPEAT_RUN,
+            )
         await conn.execute("VACUUM ANALYZE")
         await conn.execute("CHECKPOINT")
         await _write_work_files(conn, work)

@@ -83,6 +83,19 @@ def _with_dbname(dsn: str, dbname: str) -> str:
     return urlsplit(dsn)._replace(path=f"/{dbname}").geturl()
 
 
+# `make test-citus`: CARDS_TEST_DSN is a Citus coordinator (docs/SCALING.md).
+CITUS = os.environ.get("CARDS_TEST_CITUS") == "1"
+
+
+@dataclasses.dataclass
+class CitusDatabase:
+    server_dsn: str
+    name: str
+
+    def drop(self) -> None:
+        subprocess.run([ROOT / "scripts" / "citus-cluster", "dropdb", self.server_dsn, self.name], check=True)
+
+
 @pytest.fixture(scope="session")
 def make_database(server_dsn: str):
     """Creates empty databases (dropped at the end of the session); returns their DSNs."""
@@ -91,6 +104,10 @@ def make_database(server_dsn: str):
 
     def make(prefix: str = "cards_test") -> str:
         name = f"{prefix}_{uuid.uuid4().hex[:8]}"
+        if CITUS:  # the database on every node of the cluster, Citus in it, workers added
+            subprocess.run([ROOT / "scripts" / "citus-cluster", "createdb", server_dsn, name], check=True)
+            janitors.append(CitusDatabase(server_dsn, name))
+            return _with_dbname(server_dsn, name)
         janitor = DatabaseJanitor(
             user=url.username or "postgres",
             password=url.password,

@@ -26,13 +26,13 @@ $$;
 -- which is the same on one node: on a Citus coordinator (citus.propagate_set_commands =
 -- 'local') the statement also reaches every worker a transaction block touches, so a call
 -- that is not delegated whole to one worker still meets the policies with its tenant.
-CREATE OR REPLACE FUNCTION cards._scope_transaction(p_tenant_id uuid, p_scope text)
+CREATE OR REPLACE FUNCTION cards._scope_transaction(p_tenant uuid, p_scope text)
 RETURNS void
 LANGUAGE plpgsql
 VOLATILE
 AS $$
 BEGIN
-    EXECUTE pg_catalog.format('SET LOCAL cards.tenant_id = %L', coalesce(p_tenant_id::text, ''));
+    EXECUTE pg_catalog.format('SET LOCAL cards.tenant_id = %L', coalesce(p_tenant::text, ''));
     EXECUTE pg_catalog.format('SET LOCAL cards.scope = %L', p_scope);
 END
 $$;
