@@ -16,7 +16,7 @@ import asyncpg
 import psycopg
 import pytest
 
-from gateway import app as gateway
+from gateway import api as gateway
 
 from .conftest import CITUS, ROOT, Admin, Tenant, cards, create
 
@@ -262,3 +262,23 @@ async def test_a_stopped_worker_fails_only_its_own_tenants_with_a_503(client, st
     assert failed.status == 503, await failed.text()
     assert failed.content_type == "application/problem+json"
     assert (await failed.json())["type"].endswith("service-unavailable")
+
+
+@pytest.mark.parametrize(
+    ("statement", "args"),
+    [
+        ("SELECT scopes, expires_at FROM cards.api_key_grant($1::uuid, $2::bytea)", (bytes(32),)),
+        (
+            "SELECT * FROM cards.take_request_tokens($1::uuid, $2::integer, $3::numeric, $4::integer)",
+            (1, 1000, 2000),
+        ),
+    ],
+)
+async def test_the_guards_calls_are_sent_whole_to_the_worker_holding_the_tenant(
+    database: str, tenant: Tenant, statement: str, args: tuple
+):
+    """The key lookup and the rate limit lease the gateway makes before each request stay on one node."""
+    _, host, port = placement(database, tenant)
+    sent = await remote_commands(database, statement, uuid.UUID(tenant.id), *args)
+    function = statement.split("cards.")[1].split("(")[0]
+    assert len(sent) == 1 and f"cards.{function}(" in sent[0][0] and f"@{host}:{port} " in sent[0][1], sent

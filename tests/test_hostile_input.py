@@ -133,11 +133,10 @@ def test_a_trusted_job_calling_batch_create_with_1e1000_gets_ckval_naming_the_fi
 
 
 def test_a_trusted_job_calling_track_usage_or_update_card_with_1e1000_gets_ckval(admin, tenant):
-    card = admin.value(
-        "SELECT (cards.batch_create(%s, %s)).response -> 'cards' -> 0 ->> 'id'",
-        tenant.id,
-        '[{"title": "t", "content": 1}]',
+    created = admin.value(
+        "SELECT response FROM cards.batch_create(%s, %s)", tenant.id, '[{"title": "t", "content": 1}]'
     )
+    card = created["cards"][0]["id"]
     error = _sql_error(
         admin, "SELECT cards.track_usage(%s, %s, 'w', 'r', '{\"x\": [1e1000]}')", tenant.id, card
     )

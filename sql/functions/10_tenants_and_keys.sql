@@ -5,11 +5,13 @@
 -- that logged in), what, when. Called by the admin functions, inside their transaction.
 CREATE OR REPLACE FUNCTION cards._audit(p_tenant_id uuid, p_action text, p_detail jsonb)
 RETURNS void
-LANGUAGE sql
+LANGUAGE plpgsql  -- not sql: Citus cannot plan a SQL function's statement with its parameters
 VOLATILE
 AS $$
+BEGIN
     INSERT INTO cards.audit_log (tenant_id, actor, action, detail)
-    VALUES (p_tenant_id, session_user, p_action, p_detail)
+    VALUES (p_tenant_id, session_user, p_action, p_detail);
+END
 $$;
 
 -- Creates an active tenant and returns its id.
@@ -53,6 +55,8 @@ AS $$
 DECLARE
     v_key text;
     v_errors jsonb := '[]'::jsonb;
+    v_scopes text [];
+    v_detail jsonb;
 BEGIN
     IF char_length(p_label) > 200 THEN
         v_errors := v_errors || '[{"field": "label", "message": "must be at most 200 characters"}]';
@@ -78,18 +82,18 @@ BEGIN
     v_key := 'ck_' || replace(p_tenant_id::text, '-', '') || '_' || rtrim(translate(encode(decode(
         replace(gen_random_uuid()::text || gen_random_uuid()::text, '-', ''), 'hex'
     ), 'base64'), '+/', '-_'), '=');
+    -- A value, not a subquery in the INSERT: Citus plans no subquery in VALUES.
+    v_scopes := ARRAY(SELECT DISTINCT s.scope FROM unnest(p_scopes) AS s (scope) ORDER BY s.scope);
     RETURN QUERY
     INSERT INTO cards.api_keys AS k (tenant_id, key_hash, label, scopes, expires_at)
-    VALUES (
-        p_tenant_id, sha256(convert_to(v_key, 'UTF8')), p_label,
-        ARRAY(SELECT DISTINCT s.scope FROM unnest(p_scopes) AS s (scope) ORDER BY s.scope), p_expires_at
-    )
+    VALUES (p_tenant_id, sha256(convert_to(v_key, 'UTF8')), p_label, v_scopes, p_expires_at)
     RETURNING k.key_id, v_key;
-    PERFORM cards._audit(p_tenant_id, 'create_api_key', (
-        SELECT jsonb_build_object('key_id', k.key_id, 'label', k.label, 'scopes', k.scopes, 'expires_at', k.expires_at)
-        FROM cards.api_keys AS k
-        WHERE k.tenant_id = p_tenant_id AND k.key_hash = sha256(convert_to(v_key, 'UTF8'))
-    ));
+    -- Read first, then audited: on Citus a query on a shard may not start another distributed one.
+    SELECT jsonb_build_object('key_id', k.key_id, 'label', k.label, 'scopes', k.scopes, 'expires_at', k.expires_at)
+    INTO v_detail
+    FROM cards.api_keys AS k
+    WHERE k.tenant_id = p_tenant_id AND k.key_hash = sha256(convert_to(v_key, 'UTF8'));
+    PERFORM cards._audit(p_tenant_id, 'create_api_key', v_detail);
 END
 $$;
 COMMENT ON FUNCTION cards.create_api_key(uuid, text, text[], timestamptz) IS
@@ -123,8 +127,8 @@ COMMENT ON FUNCTION cards.list_api_keys(uuid) IS 'Admin: the tenant''s keys (nev
 GRANT EXECUTE ON FUNCTION cards.list_api_keys(uuid) TO cards_admin;
 
 -- Revokes a key by id: true if it was live, false if unknown or already revoked.
--- The contract names only the key, so it is found across tenants (maintenance scope);
--- the change itself is made, and audited, in the key's tenant.
+-- The contract names only the key, so it is found, changed and audited across tenants
+-- (maintenance scope, admitted on api_keys and, for appending, audit_log).
 CREATE OR REPLACE FUNCTION cards.revoke_api_key(p_key_id uuid)
 RETURNS boolean
 LANGUAGE plpgsql
@@ -136,10 +140,9 @@ DECLARE
     v_tenant_id uuid;
 BEGIN
     PERFORM cards._enter_maintenance();
-    SELECT k.tenant_id INTO v_tenant_id FROM cards.api_keys AS k WHERE k.key_id = p_key_id;
-    PERFORM cards._scope_transaction(v_tenant_id, '');
     UPDATE cards.api_keys AS k SET revoked_at = now()
-    WHERE k.tenant_id = v_tenant_id AND k.key_id = p_key_id AND k.revoked_at IS NULL;
+    WHERE k.key_id = p_key_id AND k.revoked_at IS NULL
+    RETURNING k.tenant_id INTO v_tenant_id;
     IF NOT FOUND THEN
         RETURN false;
     END IF;
@@ -192,6 +195,7 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
     v_errors jsonb := '[]'::jsonb;
+    v_live bigint;
 BEGIN
     IF p_requests_per_second <= 0 OR p_requests_per_second > 1000000 THEN
         v_errors := v_errors || '[{"field": "requests_per_second", "message": "must be above 0 and at most 1000000"}]';
@@ -217,10 +221,8 @@ BEGIN
         INSERT INTO cards.tenant_card_counts AS n (tenant_id, live_cards)
         VALUES (p_tenant_id, 0)
         ON CONFLICT (tenant_id) DO UPDATE SET live_cards = n.live_cards;
-        UPDATE cards.tenant_card_counts AS n SET live_cards = (
-            SELECT count(*) FROM cards.cards AS c WHERE c.tenant_id = p_tenant_id AND c.deleted_at IS NULL
-        )
-        WHERE n.tenant_id = p_tenant_id;
+        SELECT count(*) INTO v_live FROM cards.cards AS c WHERE c.tenant_id = p_tenant_id AND c.deleted_at IS NULL;
+        UPDATE cards.tenant_card_counts AS n SET live_cards = v_live WHERE n.tenant_id = p_tenant_id;
     END IF;
     PERFORM cards._audit(p_tenant_id, 'set_tenant_limits', jsonb_build_object(
         'requests_per_second', p_requests_per_second, 'burst', p_burst, 'max_cards', p_max_cards

@@ -94,7 +94,9 @@ $$;
 COMMENT ON FUNCTION cards.end_session(uuid, bytea) IS 'Gateway: sign out; true if the session existed.';
 GRANT EXECUTE ON FUNCTION cards.end_session(uuid, bytea) TO cards_gateway, cards_admin;
 
--- Deletes up to p_limit expired sessions, oldest first, across tenants; returns how many.
+-- Deletes the expired sessions of tenant after tenant until at least p_limit are gone (or
+-- none is left); returns how many. Tenant by tenant, so that each delete names its tenant
+-- and runs on one node of a Citus cluster.
 CREATE OR REPLACE FUNCTION cards.purge_expired_sessions(p_limit integer DEFAULT 10000)
 RETURNS integer
 LANGUAGE plpgsql
@@ -104,23 +106,22 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
+    v_tenant_id uuid;
     v_deleted integer;
+    v_total integer := 0;
 BEGIN
     PERFORM cards._enter_maintenance();
-    WITH expired AS (
-        SELECT s.tenant_id, s.session_hash FROM cards.sessions AS s
-        WHERE s.expires_at <= now()
-        ORDER BY s.expires_at
-        LIMIT p_limit
-        FOR UPDATE SKIP LOCKED
-    )
-    DELETE FROM cards.sessions AS s
-    USING expired AS e
-    WHERE s.tenant_id = e.tenant_id AND s.session_hash = e.session_hash;
-    GET DIAGNOSTICS v_deleted = ROW_COUNT;
-    RETURN v_deleted;
+    FOR v_tenant_id IN
+        SELECT DISTINCT s.tenant_id FROM cards.sessions AS s WHERE s.expires_at <= now() ORDER BY 1
+    LOOP
+        EXIT WHEN v_total >= p_limit;
+        DELETE FROM cards.sessions AS s WHERE s.tenant_id = v_tenant_id AND s.expires_at <= now();
+        GET DIAGNOSTICS v_deleted = ROW_COUNT;
+        v_total := v_total + v_deleted;
+    END LOOP;
+    RETURN v_total;
 END
 $$;
 COMMENT ON FUNCTION cards.purge_expired_sessions(integer) IS
-'Admin: delete up to p_limit expired Card Center sessions; returns the count.';
+'Admin: delete expired Card Center sessions, tenant by tenant, until p_limit are gone; returns the count.';
 GRANT EXECUTE ON FUNCTION cards.purge_expired_sessions(integer) TO cards_admin;

