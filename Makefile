@@ -17,7 +17,7 @@ SMOKE_PGPORT ?= 54362
 SMOKE_GWPORT ?= 18004
 
 .PHONY: help deps bench-deps run migrate retention test lint lint-sql lint-python test-deploy \
-        test-sql test-python test-cluster-up test-cluster-down bench bench-smoke fuzz soak clean
+        test-sql test-python test-cluster-up test-cluster-down bench bench-smoke fuzz soak clean docs
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -95,6 +95,9 @@ fuzz: deps ## Schemathesis from /openapi.json, at least 1,000 cases; results in 
 
 soak: deps ## 10 minutes at 70 % of the measured maximum; results in docs/SOAK.md
 	@$(PY) -m scripts.soak
+
+docs: deps ## rewrite the generated tables of docs/API.md from the route table (tests/test_docs.py checks them)
+	@$(PY) -m gateway.docs
 
 clean: ## stop the embedded cluster and remove .data and the venv
 	@scripts/pgcluster stop $(DEV_PGDATA)

@@ -1,0 +1,57 @@
+"""The repository stands alone: docs/API.md's generated tables are what the code says, no tracked file
+points outside the checkout, and every relative link in a tracked Markdown file reaches a tracked file."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+
+import pytest
+
+from gateway import docs
+
+from .conftest import ROOT
+
+
+def _tracked() -> list[str]:
+    try:
+        listed = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        pytest.skip("not a git checkout")
+    return [name for name in listed.stdout.decode().split("\0") if name]
+
+
+def test_docs_api_md_is_what_python_m_gateway_docs_writes():
+    committed = docs.API_MD.read_text()
+    assert docs.render(committed) == committed, "run `python -m gateway.docs` and commit docs/API.md"
+
+
+def test_every_generated_block_of_docs_api_md_is_present_and_filled():
+    rendered = docs.render(docs.API_MD.read_text())
+    for name, make in docs.BLOCKS.items():
+        assert make() in rendered, name
+    assert "`POST /api/v1/cards/batch`" in docs.route_table()
+
+
+def test_no_tracked_file_points_outside_the_checkout():
+    outside = re.compile(r"\.\./" + "shared/|/work/" + "shared")
+    offenders = [
+        name
+        for name in _tracked()
+        if (ROOT / name).is_file() and outside.search((ROOT / name).read_text(errors="replace"))
+    ]
+    assert offenders == []
+
+
+def test_every_relative_link_of_a_tracked_markdown_file_reaches_a_tracked_file():
+    tracked = set(_tracked())
+    broken = []
+    for name in (n for n in tracked if n.endswith(".md")):
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", (ROOT / name).read_text()):
+            if re.match(r"[a-z]+:", target) or target.startswith("/"):
+                continue  # a URL, or a route of the served API
+            path = ((ROOT / name).parent / target).resolve()
+            inside = path.is_relative_to(ROOT.resolve())
+            if not inside or not (path.is_dir() or path.relative_to(ROOT.resolve()).as_posix() in tracked):
+                broken.append(f"{name} → {target}")
+    assert broken == []
