@@ -2,7 +2,7 @@
 
     .venv/bin/python -m scripts.fuzz [--examples 150] [--seed N] [--no-report] [--keep]
 
-Starts its own stack (scripts/stack.py: cluster `.data/fuzz-pg` on port 54395, migrated, a tenant and
+Starts its own stack (scripts/devstack.py: cluster `.data/fuzz-pg` on port 54395, migrated, a tenant and
 API key, the gateway on 127.0.0.1:18395), runs `schemathesis run` with scripts/fuzz.toml (every phase:
 examples, coverage, fuzzing, stateful over the spec's links; every check, plus ours in
 scripts/fuzz_hooks.py), stops the stack, and writes the figures into docs/FUZZING.md between its
@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from gateway.routes import SPEC
-from scripts.stack import ROOT, Stack
+from scripts.devstack import ROOT, Stack
 
 CONFIG = ROOT / "scripts" / "fuzz.toml"
 REPORT = ROOT / "docs" / "FUZZING.md"

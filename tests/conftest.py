@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import aiohttp
 import jwt
 import psycopg
 import pytest
@@ -29,6 +27,7 @@ from pytest_postgresql.janitor import DatabaseJanitor
 from gateway.app import init_app
 from gateway.config import Config
 from gateway.logs import JsonFormatter
+from scripts import devstack
 
 from .pgproxy import PgProxy
 
@@ -255,31 +254,12 @@ async def raw_request(client, head: str | bytes, *parts: bytes) -> tuple[int, by
 # --- gateway processes and held keys, shared by the process and fault tests ---
 
 
-def free_port() -> int:
-    """A loopback port nothing listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def gateway_env(**values: str) -> dict[str, str]:
-    """This environment without any gateway setting of its own, plus `values`."""
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL" and not k.startswith("CARDS_")}
-    return env | values
+free_port, gateway_env = devstack.free_port, devstack.gateway_env
 
 
 async def wait_until_up(port: int, process, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    async with aiohttp.ClientSession() as http:
-        while time.monotonic() < deadline:
-            assert process.returncode is None, "the process exited"
-            try:
-                async with http.get(f"http://127.0.0.1:{port}/health") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                await asyncio.sleep(0.1)
-    raise AssertionError(f"nothing answered on port {port}")
+    """Until `process` (or its child) answers /health on `port` (scripts/devstack.py, `wait_ready`)."""
+    await asyncio.to_thread(devstack.wait_ready, port, process.pid, "/health", seconds)
 
 
 def hold_key(admin, tenant, key: str) -> psycopg.Connection:
