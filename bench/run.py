@@ -177,32 +177,8 @@ def start_cluster(plan: Plan) -> dict | None:
         say("the kept cluster holds other data: starting afresh")
     pgcluster("destroy", str(plan.pg_dir))
     pgcluster("start", str(plan.pg_dir), str(plan.pg_port), "bench")
-    subprocess.run(
-        [
-            "psql",
-            "-X",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            admin_dsn(plan, "postgres"),
-            "-c",
-            "CREATE DATABASE cards_bench",
-        ],
-        check=True,
-    )
-    subprocess.run(
-        [
-            "psql",
-            "-X",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            admin_dsn(plan),
-            "-c",
-            "CREATE EXTENSION pg_stat_statements",
-        ],
-        check=True,
-    )
+    devstack.psql(admin_dsn(plan, "postgres"), "CREATE DATABASE cards_bench")
+    devstack.psql(admin_dsn(plan), "CREATE EXTENSION pg_stat_statements")
     return None
 
 

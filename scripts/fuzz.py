@@ -29,6 +29,7 @@ from pathlib import Path
 
 from gateway.routes import SPEC
 from scripts.devstack import ROOT, Stack
+from scripts.report_section import write_section
 
 CONFIG = ROOT / "scripts" / "fuzz.toml"
 REPORT = ROOT / "docs" / "FUZZING.md"
@@ -210,12 +211,7 @@ def _known(summary: Summary) -> str:
 
 
 def write_report(section: str) -> None:
-    text = REPORT.read_text() if REPORT.exists() else "# Fuzzing\n"
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    REPORT.write_text(text)
+    write_section(REPORT, BEGIN, END, section, "Fuzzing")
 
 
 def main(argv: list[str] | None = None) -> int:

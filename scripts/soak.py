@@ -49,6 +49,7 @@ import uvloop
 
 from bench.measure import machine_ticks, postgres_ticks, proc_ticks
 from scripts.devstack import ROOT, Stack
+from scripts.report_section import write_section
 
 REPORT = ROOT / "docs" / "SOAK.md"
 BEGIN, END = "<!-- soak-results:begin -->", "<!-- soak-results:end -->"
@@ -624,12 +625,7 @@ def render(run: dict) -> str:
 
 def write_report(section: str) -> None:
     """Replaces the results between the markers of docs/SOAK.md (the text around them is kept)."""
-    text = REPORT.read_text() if REPORT.exists() else "# Soak\n"
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    REPORT.write_text(text)
+    write_section(REPORT, BEGIN, END, section, "Soak")
 
 
 def _cpu(share: dict) -> str:

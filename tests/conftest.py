@@ -238,6 +238,15 @@ async def create(client, tenant: Tenant, *titles: str, **fields) -> list[str]:
     return [card["id"] for card in (await response.json())["cards"]]
 
 
+async def expect_problem(response, status: int, slug: str) -> dict:
+    """The problem+json body of `response`, which must have this status and slug."""
+    assert response.status == status, await response.text()
+    assert response.content_type == "application/problem+json"
+    body = await response.json()
+    assert body["type"] == f"/problems/{slug}"
+    return body
+
+
 async def raw_request(client, head: str | bytes, *parts: bytes) -> tuple[int, bytes]:
     """Sends a request head and then only `parts` of the body; reads the answer that comes back."""
     reader, writer = await asyncio.open_connection(client.host, client.port)
@@ -255,6 +264,14 @@ async def raw_request(client, head: str | bytes, *parts: bytes) -> tuple[int, by
 
 
 free_port, gateway_env = devstack.free_port, devstack.gateway_env
+
+
+def process_env(database: str, port: int, **settings: str) -> dict[str, str]:
+    """The environment of a `python -m gateway` process of the tests: the database, the port, the
+    tests' JWT secret in a development run, and `settings`."""
+    return gateway_env(
+        DATABASE_URL=database, PORT=str(port), CARDS_JWT_SECRET=JWT_SECRET, CARDS_DEV="1", **settings
+    )
 
 
 async def wait_until_up(port: int, process, seconds: float = 30) -> None:

@@ -17,7 +17,7 @@ from gateway.auth import Throttle, address_prefix
 from gateway.config import Config, ConfigError
 from gateway.routes import SPEC
 
-from .conftest import JWT_SECRET, ROOT, cards, free_port, gateway_env, hold_key, make_jwt, wait_until_up
+from .conftest import ROOT, cards, free_port, hold_key, make_jwt, process_env, wait_until_up
 
 RETRIEVE = "/api/v1/cards/retrieve"
 ANY_IDS = {"ids": [str(uuid.uuid4())]}
@@ -220,11 +220,9 @@ async def test_no_key_or_token_reaches_the_gateways_log_even_at_debug(database, 
     secrets = [tenant.key, revoked.key, suspended.key, unknown, good_jwt, bad_jwt, expired_jwt, basic]
 
     port, log = free_port(), tmp_path / "gateway.log"
-    env = gateway_env(
-        DATABASE_URL=database,
-        PORT=str(port),
-        CARDS_JWT_SECRET=JWT_SECRET,
-        CARDS_DEV="1",
+    env = process_env(
+        database,
+        port,
         CARDS_LOG_LEVEL="DEBUG",
         CARDS_AUTH_CACHE_TTL_S="0",
         CARDS_STATEMENT_TIMEOUT_MS="300",

@@ -26,7 +26,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from .conftest import JWT_SECRET, ROOT, Admin, Tenant, free_port, gateway_env, hold_key, wait_until_up
+from .conftest import ROOT, Admin, Tenant, free_port, hold_key, process_env, wait_until_up
 
 WORKERS = 6
 KILL_AFTER = 30  # answered batches before the kill
@@ -46,13 +46,7 @@ class Crash:
 
 
 async def _start(database: str, port: int, log: Path):
-    env = gateway_env(
-        DATABASE_URL=database,
-        PORT=str(port),
-        CARDS_JWT_SECRET=JWT_SECRET,
-        CARDS_DEV="1",
-        CARDS_LOG_LEVEL="DEBUG",
-    )
+    env = process_env(database, port, CARDS_LOG_LEVEL="DEBUG")
     with log.open("ab") as out:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "gateway", env=env, cwd=ROOT, stdout=out, stderr=out
