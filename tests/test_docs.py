@@ -55,3 +55,25 @@ def test_every_relative_link_of_a_tracked_markdown_file_reaches_a_tracked_file()
             if not inside or not (path.is_dir() or path.relative_to(ROOT.resolve()).as_posix() in tracked):
                 broken.append(f"{name} → {target}")
     assert broken == []
+
+
+def _sql_interface() -> dict[str, list[str]]:
+    """docs/API.md's "SQL interface" table: function → its argument names, in order."""
+    text = docs.API_MD.read_text()
+    section = text[text.index("## SQL interface") : text.index("## Hardening")]
+    table = {}
+    for name, arguments in re.findall(r"^\| `(\w+)\(([^)]*)\)", section, re.M):
+        table[name] = re.findall(r"\b(p_\w+) ", arguments)
+    return table
+
+
+def test_the_sql_interface_of_docs_api_md_names_each_functions_arguments_in_order(admin):
+    table = _sql_interface()
+    assert {"create_tenant", "batch_create", "set_tenant_limits", "list_api_keys"} <= set(table)
+    for name, arguments in table.items():
+        rows = admin.conn.execute(
+            "SELECT p.proargnames[1:p.pronargs] FROM pg_proc AS p"
+            " WHERE p.pronamespace = 'cards'::regnamespace AND p.proname = %s",
+            (name,),
+        ).fetchall()
+        assert [list(row[0]) for row in rows] == [arguments], name
