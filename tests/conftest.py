@@ -279,6 +279,28 @@ async def wait_until_up(port: int, process, seconds: float = 30) -> None:
     await asyncio.to_thread(devstack.wait_ready, port, process.pid, "/health", seconds)
 
 
+async def start_gateway_process(env: dict[str, str], log: Path | None = None, mode: str = "wb"):
+    """`python -m gateway` with `env` on its PORT, which must be free, its output in `log` (else ours);
+    the asyncio process once it is ready (killed if it does not become ready)."""
+    port = int(env["PORT"])
+    assert devstack.port_is_free(port), f"port {port} is in use"
+    out = log.open(mode) if log else None
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway", env=env, cwd=ROOT, stdout=out, stderr=out
+        )
+    finally:
+        if out:
+            out.close()
+    try:
+        await wait_until_up(port, process)
+    except BaseException:
+        process.kill()
+        await process.wait()
+        raise
+    return process
+
+
 def hold_key(admin, tenant, key: str) -> psycopg.Connection:
     """A trusted job that claimed `key` and has not committed yet: requests with it must wait."""
     job = psycopg.connect(admin.dsn)

@@ -26,7 +26,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from .conftest import ROOT, Admin, Tenant, free_port, hold_key, process_env, wait_until_up
+from .conftest import ROOT, Admin, Tenant, free_port, hold_key, process_env, start_gateway_process
 
 WORKERS = 6
 KILL_AFTER = 30  # answered batches before the kill
@@ -46,13 +46,7 @@ class Crash:
 
 
 async def _start(database: str, port: int, log: Path):
-    env = process_env(database, port, CARDS_LOG_LEVEL="DEBUG")
-    with log.open("ab") as out:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway", env=env, cwd=ROOT, stdout=out, stderr=out
-        )
-    await wait_until_up(port, process)
-    return process
+    return await start_gateway_process(process_env(database, port, CARDS_LOG_LEVEL="DEBUG"), log, "ab")
 
 
 async def _until_a_statement_waits_on_a_lock(admin: Admin) -> None:
