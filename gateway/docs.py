@@ -128,7 +128,7 @@ def route_reference() -> str:
         if route.scope is None:
             continue
         operation = SPEC["paths"][route.template][route.method.lower()]
-        out += [f"#### `{route.method} {route.template}`", "", f"{route.summary}. {route.description}", ""]
+        out += [f"### `{route.method} {route.template}`", "", f"{route.summary}. {route.description}", ""]
         out += ["| | |", "|---|---|", f"| scope | `{route.scope}` |"]
         out.append(f"| SQL | `{_CALL.search(route.sql).group(0)}` |")
         for reference in operation["parameters"][1:]:  # the first is X-Trace-ID, on every route
