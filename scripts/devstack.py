@@ -45,10 +45,12 @@ def superuser_dsn(port: int, database: str = "postgres") -> str:
 
 
 def migrate(dsn: str) -> None:
-    """`python -m gateway.migrate`: bring the database to this checkout's schema."""
-    subprocess.run(
-        [sys.executable, "-m", "gateway.migrate", dsn], check=True, cwd=ROOT, stdout=subprocess.DEVNULL
-    )
+    """`python -m gateway.migrate`: bring the database to this checkout's schema, quietly; its output
+    is in the error when it fails."""
+    command = [sys.executable, "-m", "gateway.migrate", dsn]
+    done = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"migrating failed ({done.returncode}): {done.stdout}{done.stderr}")
 
 
 def psql(dsn: str, query: str) -> str:

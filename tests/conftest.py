@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import re
-import subprocess
 import sys
 import time
 import uuid
@@ -71,11 +70,11 @@ def server_dsn() -> Iterator[str]:
         yield os.environ["CARDS_TEST_DSN"]
         return
     datadir, port = OWN_CLUSTER
-    subprocess.run([ROOT / "scripts" / "pgcluster", "start", datadir, str(port), "test"], check=True)
+    devstack.pgcluster("start", datadir, port, "test")
     try:
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        yield devstack.superuser_dsn(port)
     finally:
-        subprocess.run([ROOT / "scripts" / "pgcluster", "stop", datadir], check=True)
+        devstack.pgcluster("stop", datadir)
 
 
 def _with_dbname(dsn: str, dbname: str) -> str:
@@ -110,7 +109,7 @@ def make_database(server_dsn: str):
 def database(make_database) -> str:
     """The session's database, migrated with `python -m gateway.migrate`, as a superuser's DSN."""
     dsn = make_database()
-    subprocess.run([sys.executable, "-m", "gateway.migrate", dsn], check=True, cwd=ROOT, capture_output=True)
+    devstack.migrate(dsn)
     with psycopg.connect(dsn, autocommit=True) as conn:
         # A request meeting a busy Idempotency-Key waits this long before its 409 (default 5 s).
         conn.execute(f"ALTER DATABASE {urlsplit(dsn).path[1:]} SET cards.idempotency_wait = '1s'")

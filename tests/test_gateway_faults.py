@@ -18,15 +18,15 @@ import json
 import random
 import re
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from .conftest import ROOT, Admin, Tenant, free_port, hold_key, process_env, start_gateway_process
+from scripts import devstack
+
+from .conftest import Admin, Tenant, free_port, hold_key, process_env, start_gateway_process
 
 WORKERS = 6
 KILL_AFTER = 30  # answered batches before the kill
@@ -141,7 +141,7 @@ async def _run_crash(database: str, admin: Admin, tenant: Tenant, log: Path) -> 
 def admin(make_database) -> Iterator[Admin]:
     """A database of this module's own: thousands of cards would skew the session's statistics."""
     dsn = make_database("cards_gateway_faults")
-    subprocess.run([sys.executable, "-m", "gateway.migrate", dsn], check=True, cwd=ROOT, capture_output=True)
+    devstack.migrate(dsn)
     admin = Admin(dsn)
     yield admin
     admin.conn.close()

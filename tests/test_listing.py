@@ -6,14 +6,14 @@ from __future__ import annotations
 
 import base64
 import json
-import subprocess
-import sys
 from urllib.parse import quote
 
 import psycopg
 import pytest
 
-from .conftest import ROOT, create
+from scripts import devstack
+
+from .conftest import create
 
 CARDS = "/api/v1/cards"
 
@@ -351,9 +351,7 @@ def plans(make_database) -> dict[str, list[tuple[str, str]]]:
     ANALYZE: auto_explain (loaded for one superuser session) reports nested statements as NOTICEs.
     A database of its own, so that the statistics describe this tenant and not the rest of the run."""
     database = make_database()
-    subprocess.run(
-        [sys.executable, "-m", "gateway.migrate", database], check=True, cwd=ROOT, capture_output=True
-    )
+    devstack.migrate(database)
     with psycopg.connect(database, autocommit=True) as conn:
         tenant = conn.execute("SELECT cards.create_tenant('plans')").fetchone()[0]
         for start in range(0, _PLAN_CARDS, 1000):
