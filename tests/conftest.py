@@ -300,6 +300,23 @@ async def start_gateway_process(env: dict[str, str], log: Path | None = None, mo
     return process
 
 
+def explain_nested_statements(conn: psycopg.Connection, *, analyze: bool = False) -> list[str]:
+    """Loads auto_explain into this superuser session: from now on the plan of every statement, nested
+    ones too, is a NOTICE (`… plan: {json}`) appended to the list returned."""
+    notices: list[str] = []
+    conn.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
+    conn.execute("LOAD 'auto_explain'")
+    for setting, value in [
+        ("log_min_duration", "0"),
+        ("log_nested_statements", "on"),
+        ("log_analyze", "on" if analyze else "off"),
+        ("log_format", "json"),
+        ("log_level", "notice"),
+    ]:
+        conn.execute(f"SET auto_explain.{setting} = {value}")
+    return notices
+
+
 def hold_key(admin, tenant, key: str) -> psycopg.Connection:
     """A trusted job that claimed `key` and has not committed yet: requests with it must wait."""
     job = psycopg.connect(admin.dsn)

@@ -16,7 +16,7 @@ from gateway.routes import PATHS, SPEC
 from scripts import devstack
 from scripts.fuzz import run_schemathesis, summarize, unexpected_errors
 
-from .conftest import cards, create, free_port, gateway_env
+from .conftest import cards, create, explain_nested_statements, free_port, gateway_env
 
 # The short run: every phase and check of scripts/fuzz.toml, 20 examples each (≈950 cases, 20-40 s).
 SEED = 20261126
@@ -229,17 +229,7 @@ def _scans_of(plan: dict, relation: str) -> list[dict]:
 def _explained(conn, marker: str, query: str, args: tuple) -> tuple[object, dict]:
     """The answer of `query`, and the plan (auto_explain, analyzed) of the nested statement holding
     `marker`."""
-    notices: list[str] = []
-    conn.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
-    for setting in [
-        "LOAD 'auto_explain'",
-        "SET auto_explain.log_min_duration = 0",
-        "SET auto_explain.log_nested_statements = on",
-        "SET auto_explain.log_analyze = on",
-        "SET auto_explain.log_format = json",
-        "SET auto_explain.log_level = notice",
-    ]:
-        conn.execute(setting)
+    notices = explain_nested_statements(conn, analyze=True)
     answer = conn.execute(query, args).fetchone()[0]
     [plan] = [json.loads(t.split("plan:", 1)[1])["Plan"] for t in notices if marker in t and "plan:" in t]
     return answer, plan

@@ -13,7 +13,7 @@ import pytest
 
 from scripts import devstack
 
-from .conftest import create
+from .conftest import create, explain_nested_statements
 
 CARDS = "/api/v1/cards"
 
@@ -367,19 +367,10 @@ def plans(make_database) -> dict[str, list[tuple[str, str]]]:
             ]
             conn.execute("SELECT cards.batch_create(%s, %s)", (tenant, json.dumps(batch)))
         conn.execute("ANALYZE cards.cards, cards.card_tags")
-        notices: list[str] = []
-        conn.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
-        for setting in [
-            "LOAD 'auto_explain'",
-            "SET auto_explain.log_min_duration = 0",
-            "SET auto_explain.log_nested_statements = on",
-            "SET auto_explain.log_format = json",
-            "SET auto_explain.log_level = notice",
-            # A few thousand rows fit in a handful of pages, where a sequential scan costs least
-            # whatever the filter; the question here is which index serves the filter.
-            "SET enable_seqscan = off",
-        ]:
-            conn.execute(setting)
+        notices = explain_nested_statements(conn)
+        # A few thousand rows fit in a handful of pages, where a sequential scan costs least
+        # whatever the filter; the question here is which index serves the filter.
+        conn.execute("SET enable_seqscan = off")
         cursor = conn.execute("SELECT cards.list_cards(%s, p_limit => '1')", (tenant,)).fetchone()[0]
         result = {}
         for name, args in {
