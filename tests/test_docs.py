@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from gateway import docs
+from gateway import bounds, docs
 
 from .conftest import ROOT
 
@@ -77,3 +77,19 @@ def test_the_sql_interface_of_docs_api_md_names_each_functions_arguments_in_orde
             (name,),
         ).fetchall()
         assert [list(row[0]) for row in rows] == [arguments], name
+
+
+def test_the_prose_of_docs_api_md_states_the_bounds_of_gateway_bounds_py():
+    b = bounds
+    text = " ".join(docs.API_MD.read_text().split())  # one line: prose wraps anywhere
+    for phrase in [
+        f'`{{"cards": [card input, …]}}` with {b.CARDS_PER_BATCH.lo}–{b.CARDS_PER_BATCH.hi} items',
+        f"The key is {b.IDEMPOTENCY_KEY.lo}–{b.IDEMPOTENCY_KEY.hi} printable ASCII characters",
+        f'`{{"ids": [uuid, …]}}` with {b.IDS_PER_RETRIEVE.lo}–{b.IDS_PER_RETRIEVE.hi} items',
+        f"(both ids {b.RUN_ID.lo}–{b.RUN_ID.hi} characters, metadata at most {b.kib(b.METADATA_BYTES)})",
+        f"`limit` {b.PAGE_LIMIT.lo}–{b.PAGE_LIMIT.hi} (default {b.PAGE_LIMIT_DEFAULT})",
+        f"(at most {b.SUMMARY_BUCKETS} buckets;",
+        f"the {b.TOP_CARDS} most used cards",
+        f"`contains` is bounded ({b.kib(b.CONTAINS_BYTES)},",
+    ]:
+        assert phrase in text, phrase
