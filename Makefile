@@ -21,7 +21,7 @@ CITUS_PGPORT ?= 54400
 
 .PHONY: help deps bench-deps run migrate retention test lint lint-sql lint-python test-deploy \
         test-sql test-python test-client test-cluster-up test-cluster-down test-citus bench bench-citus \
-        bench-smoke fuzz soak clean center-screenshots
+        bench-smoke fuzz soak clean center-screenshots docs
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -131,6 +131,9 @@ fuzz: deps ## Schemathesis from /openapi.json, at least 1,000 cases; results in 
 
 soak: deps ## 10 minutes at 70 % of the measured maximum; results in docs/SOAK.md
 	@$(PY) -m scripts.soak
+
+docs: deps ## rewrite the generated tables of docs/API.md from the route table (tests/test_docs.py checks them)
+	@$(PY) -m gateway.docs
 
 clean: ## stop the embedded cluster and remove .data and the venv
 	@scripts/pgcluster stop $(DEV_PGDATA)

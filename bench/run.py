@@ -25,14 +25,14 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
+
+from scripts import devstack
 
 from . import center, client_import, datagen, profile, report
 from .measure import ROOT, Target, pgbench, pgbench_defines, wait_for_quiet, wrk
@@ -41,7 +41,6 @@ SIZES = {"smoke": 2_000, "20k": 20_000, "100k": 100_000, "1m": 1_000_000, "10m":
 # Cards the client import loads (and the direct SQL load beside it), whatever the data size.
 CLIENT_IMPORT_CARDS = {"smoke": 2_500}
 OPERATIONS = report.OPS
-PY = str(ROOT / ".venv" / "bin" / "python")
 
 
 @dataclass
@@ -137,19 +136,14 @@ def say(message: str) -> None:
 # --- the cluster and the gateway ---
 
 
-def pgcluster(*args: str) -> None:
-    subprocess.run([str(ROOT / "scripts" / "pgcluster"), *args], check=True)
+pgcluster = devstack.pgcluster
 
 
 def admin_dsn(plan: Plan, database: str = "cards_bench") -> str:
     return f"postgresql://postgres@127.0.0.1:{plan.pg_port}/{database}"
 
 
-def port_free(port: int) -> bool:
-    import socket
-
-    with socket.socket() as s:
-        return s.connect_ex(("127.0.0.1", port)) != 0
+port_free = devstack.port_is_free
 
 
 async def _database_state(plan: Plan) -> dict | None:
@@ -185,32 +179,8 @@ def start_cluster(plan: Plan) -> dict | None:
         say("the kept cluster holds other data: starting afresh")
     pgcluster("destroy", str(plan.pg_dir))
     pgcluster("start", str(plan.pg_dir), str(plan.pg_port), "bench")
-    subprocess.run(
-        [
-            "psql",
-            "-X",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            admin_dsn(plan, "postgres"),
-            "-c",
-            "CREATE DATABASE cards_bench",
-        ],
-        check=True,
-    )
-    subprocess.run(
-        [
-            "psql",
-            "-X",
-            "-q",
-            "-v",
-            "ON_ERROR_STOP=1",
-            admin_dsn(plan),
-            "-c",
-            "CREATE EXTENSION pg_stat_statements",
-        ],
-        check=True,
-    )
+    devstack.psql(admin_dsn(plan, "postgres"), "CREATE DATABASE cards_bench")
+    devstack.psql(admin_dsn(plan), "CREATE EXTENSION pg_stat_statements")
     return None
 
 
@@ -221,7 +191,7 @@ def stop_cluster(plan: Plan) -> None:
 def migrate(plan: Plan) -> int:
     """Bring the database to this checkout's schema (a no-op when it is there already): sql/ may
     have changed since the cluster was made, and the gateway is ready only at its version."""
-    subprocess.run([PY, "-m", "gateway.migrate", admin_dsn(plan)], check=True, stdout=subprocess.DEVNULL)
+    devstack.migrate(admin_dsn(plan))
     out = subprocess.run(
         ["psql", "-X", "-At", admin_dsn(plan), "-c", "SELECT max(version) FROM cards_meta.schema_migrations"],
         check=True,
@@ -243,7 +213,6 @@ def start_gateway(plan: Plan, **settings: str) -> subprocess.Popen:
         dict(
             os.environ,
             DATABASE_URL=admin_dsn(plan),
-            PORT=str(plan.gw_port),
             CARDS_DB_POOL_MIN=str(pool),
             CARDS_DB_POOL_MAX=str(pool),
             CARDS_LOG_LEVEL=plan.gateway_log_level,
@@ -251,45 +220,11 @@ def start_gateway(plan: Plan, **settings: str) -> subprocess.Popen:
         )
         | settings
     )
-    log = open(plan.work / "gateway.log", "ab")
-    proc = subprocess.Popen(
-        [PY, "-m", "gateway"], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    try:
-        _wait_ready(plan, proc)
-    except BaseException:
-        stop_gateway(proc)
-        raise
-    return proc
-
-
-def _wait_ready(plan: Plan, proc: subprocess.Popen) -> None:
-    deadline = time.monotonic() + 30
-    last = ""
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the gateway exited with {proc.returncode}; see {plan.work / 'gateway.log'}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{plan.gw_port}/ready", timeout=2) as r:
-                if r.status == 200:
-                    return
-        except urllib.error.HTTPError as exc:
-            last = exc.read().decode(errors="replace")[:300]
-        except OSError as exc:
-            last = str(exc)
-        time.sleep(0.2)
-    raise RuntimeError(f"the gateway did not become ready within 30 s: {last}")
+    return devstack.start_gateway(plan.gw_port, env, plan.work / "gateway.log", append=True, new_session=True)
 
 
 def stop_gateway(proc: subprocess.Popen | None) -> None:
-    if proc is None or proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    devstack.stop_gateway(proc, 15)
 
 
 # --- the machine ---

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 
 from . import __version__
+from . import bounds as b
 from .errors import PROBLEMS, Problem
 
 
@@ -14,15 +15,24 @@ def ref(kind: str, name: str) -> dict:
     return {"$ref": f"#/components/{kind}/{name}"}
 
 
-def _string(lo: int, hi: int, **more) -> dict:
-    return {"type": "string", "minLength": lo, "maxLength": hi, **more}
+def _string(length: b.Range, **more) -> dict:
+    return {"type": "string", "minLength": length.lo, "maxLength": length.hi, **more}
+
+
+KIND = _string(b.KIND, pattern=f"^[{b.KIND_CHARSET}]+$")
+TAGS = {"type": "array", "maxItems": b.TAGS_PER_CARD, "uniqueItems": True, "items": _string(b.TAG)}
+CONTENT = {
+    "not": {"type": "null"},
+    "description": f"Any JSON value but null, at most {b.kib(b.CONTENT_BYTES)}.",
+}
 
 
 UUID = {"type": "string", "format": "uuid"}
 TIME = {"type": "string", "format": "date-time", "description": "RFC 3339, UTC"}
 METADATA = {
     "type": "object",
-    "description": "A JSON object of at most 16 KiB, nested at most 64 levels, with numbers as in content.",
+    "description": f"A JSON object of at most {b.kib(b.METADATA_BYTES)}, nested at most 64 levels, with "
+    "numbers as in content.",
 }
 # A point in time given in a query: RFC 3339 as far as PostgreSQL's timestamptz reaches (years
 # 0001-9999, offsets within ±15:59, microseconds).
@@ -43,16 +53,10 @@ SCHEMAS = {
         "additionalProperties": False,
         "required": ["title", "content"],
         "properties": {
-            "kind": _string(1, 64, pattern="^[a-z0-9_.-]+$", default="note"),
-            "title": _string(1, 500),
-            "content": {"not": {"type": "null"}, "description": "Any JSON value but null, at most 256 KiB."},
-            "tags": {
-                "type": "array",
-                "maxItems": 32,
-                "uniqueItems": True,
-                "items": _string(1, 64),
-                "default": [],
-            },
+            "kind": KIND | {"default": b.KIND_DEFAULT},
+            "title": _string(b.TITLE),
+            "content": CONTENT,
+            "tags": TAGS | {"default": []},
             "metadata": METADATA | {"default": {}},
         },
         "description": "Strings must not contain NUL (\\u0000). Unknown fields are a validation error. "
@@ -87,10 +91,10 @@ SCHEMAS = {
         "type": "object",
         "additionalProperties": False,
         "properties": {
-            "kind": _string(1, 64, pattern="^[a-z0-9_.-]+$"),
-            "title": _string(1, 500),
-            "content": {"not": {"type": "null"}, "description": "Any JSON value but null, at most 256 KiB."},
-            "tags": {"type": "array", "maxItems": 32, "uniqueItems": True, "items": _string(1, 64)},
+            "kind": KIND,
+            "title": _string(b.TITLE),
+            "content": CONTENT,
+            "tags": TAGS,
             "metadata": METADATA,
         },
         "description": "The top-level fields to replace; the others keep their values, and the merged card "
@@ -150,8 +154,9 @@ SCHEMAS = {
             },
             "top_cards": {
                 "type": "array",
-                "maxItems": 10,
-                "description": "The ten cards with the most usage events in the window, most used first.",
+                "maxItems": b.TOP_CARDS,
+                "description": f"The {b.TOP_CARDS} cards with the most usage events in the window, most "
+                "used first.",
                 "items": {
                     "type": "object",
                     "required": ["card_id", "title", "events"],
@@ -169,7 +174,12 @@ SCHEMAS = {
         "additionalProperties": False,
         "required": ["cards"],
         "properties": {
-            "cards": {"type": "array", "minItems": 1, "maxItems": 1000, "items": ref("schemas", "CardInput")}
+            "cards": {
+                "type": "array",
+                "minItems": b.CARDS_PER_BATCH.lo,
+                "maxItems": b.CARDS_PER_BATCH.hi,
+                "items": ref("schemas", "CardInput"),
+            }
         },
     },
     "BatchResponse": {
@@ -197,7 +207,14 @@ SCHEMAS = {
         "type": "object",
         "additionalProperties": False,
         "required": ["ids"],
-        "properties": {"ids": {"type": "array", "minItems": 1, "maxItems": 1000, "items": UUID}},
+        "properties": {
+            "ids": {
+                "type": "array",
+                "minItems": b.IDS_PER_RETRIEVE.lo,
+                "maxItems": b.IDS_PER_RETRIEVE.hi,
+                "items": UUID,
+            }
+        },
     },
     "RetrieveResponse": {
         "type": "object",
@@ -211,7 +228,7 @@ SCHEMAS = {
         "type": "object",
         "additionalProperties": False,
         "required": ["workflow_id", "run_id"],
-        "properties": {"workflow_id": _string(1, 255), "run_id": _string(1, 255), "metadata": METADATA},
+        "properties": {"workflow_id": _string(b.RUN_ID), "run_id": _string(b.RUN_ID), "metadata": METADATA},
     },
     "UsageResponse": {
         "type": "object",
@@ -298,16 +315,18 @@ PARAMETERS = {
     "IdempotencyKey": {
         "name": "Idempotency-Key",
         "in": "header",
-        "description": "1-255 printable ASCII characters, bare or as a quoted string; given at most once. "
-        "Scope: tenant + key, kept at least 24 hours. The same key with a JSON-equal body replays the stored "
+        "description": f"{b.IDEMPOTENCY_KEY.lo}-{b.IDEMPOTENCY_KEY.hi} printable ASCII characters, bare or "
+        "as a quoted string; given at most once. Scope: tenant + key, kept at least 24 hours. The same key "
+        "with a JSON-equal body replays the stored "
         "answer byte for byte (with `Idempotent-Replayed: true`); with a different body it is a 422 "
         "idempotency-key-reused; while the first request runs, the second waits a bounded time, then replays "
         "or gets 409 idempotency-key-in-use. Only committed successes are stored.",
-        # 1-255 printable ASCII, bare (no leading or trailing space: HTTP trims those, and `""` is
-        # empty once unquoted) or within one pair of quotes.
+        # Printable ASCII, bare (no leading or trailing space: HTTP trims those, and `""` is empty once
+        # unquoted) or within one pair of quotes.
         "schema": {
             "type": "string",
-            "pattern": '^(?:[!-~]|[!#-~][!-~]|"[!#-~]|[!-~][ -~]{1,253}[!-~]|"[ -~]{1,255}")$',
+            "pattern": f'^(?:[!-~]|[!#-~][!-~]|"[!#-~]|[!-~][ -~]{{1,{b.IDEMPOTENCY_KEY.hi - 2}}}[!-~]'
+            f'|"[ -~]{{1,{b.IDEMPOTENCY_KEY.hi}}}")$',
         },
     },
     "CardId": {
@@ -326,21 +345,22 @@ PARAMETERS = {
         "tag): 412 precondition-failed.",
         "schema": {"type": "string"},
     },
-    "Kind": {"name": "kind", "in": "query", "schema": _string(1, 64, pattern="^[a-z0-9_.-]+$")},
+    "Kind": {"name": "kind", "in": "query", "schema": KIND},
     "Tag": {
         "name": "tag",
         "in": "query",
         "description": "Repeat it for several tags: a card must carry all of them.",
         "style": "form",
         "explode": True,
-        "schema": {"type": "array", "maxItems": 32, "items": _string(1, 64)},
+        "schema": {"type": "array", "maxItems": b.TAGS_PER_CARD, "items": _string(b.TAG)},
     },
     "Contains": {
         "name": "contains",
         "in": "query",
-        "description": "A JSON object (URL-encoded), at most 16 KiB of text (as a card's metadata), nested "
-        "at most 64 levels, holding at most 8 array elements in all (at most 2 of them arrays or "
-        "objects) and numbers within a card's bounds: cards whose metadata contains it (`@>`).",
+        "description": f"A JSON object (URL-encoded), at most {b.kib(b.CONTAINS_BYTES)} of text (as a "
+        "card's metadata), nested at most 64 levels, holding at most 8 array elements in all (at most 2 "
+        "of them arrays or objects) and numbers within a card's bounds: cards whose metadata contains "
+        "it (`@>`).",
         "content": {"application/json": {"schema": {"type": "object"}}},
     },
     "Q": {
@@ -348,20 +368,25 @@ PARAMETERS = {
         "in": "query",
         "description": "Full-text search over the title and the string values of the content, with the "
         '`english` configuration (stemming, stop words) and web-search syntax: `"a phrase"`, `or`, `-word`.',
-        "schema": _string(1, 500),
+        "schema": _string(b.QUERY_TEXT),
     },
     "Limit": {
         "name": "limit",
         "in": "query",
         "description": "Page size.",
-        "schema": {"type": "integer", "minimum": 1, "maximum": 200, "default": 50},
+        "schema": {
+            "type": "integer",
+            "minimum": b.PAGE_LIMIT.lo,
+            "maximum": b.PAGE_LIMIT.hi,
+            "default": b.PAGE_LIMIT_DEFAULT,
+        },
     },
     "Cursor": {
         "name": "cursor",
         "in": "query",
         "description": "The `next_cursor` of the previous page, opaque. A listing cursor is valid only with "
         "the filters it was issued for; anything else is a 422.",
-        "schema": {"type": "string", "maxLength": 1000},
+        "schema": {"type": "string", "maxLength": b.CURSOR_CHARS},
     },
     "From": {
         "name": "from",
@@ -372,7 +397,7 @@ PARAMETERS = {
     "To": {
         "name": "to",
         "in": "query",
-        "description": f"{_RFC3339_IN_RANGE}, exclusive; default: now. At most 1000 buckets.",
+        "description": f"{_RFC3339_IN_RANGE}, exclusive; default: now. At most {b.SUMMARY_BUCKETS} buckets.",
         "schema": TIME_PARAMETER,
     },
     "Bucket": {
@@ -385,7 +410,8 @@ PARAMETERS = {
 
 _WHEN = {
     "malformed-json": "The body is not UTF-8 JSON.",
-    "invalid-idempotency-key": "The key is empty, over 255 characters, not printable ASCII, or sent twice.",
+    "invalid-idempotency-key": f"The key is empty, over {b.IDEMPOTENCY_KEY.hi} characters, not printable "
+    "ASCII, or sent twice.",
     "unauthorized": "Missing, malformed, expired or revoked credentials.",
     "forbidden": "The tenant is unknown or suspended.",
     "not-found": "No such card for this tenant (unknown, deleted, foreign or malformed id), or route.",
@@ -436,7 +462,7 @@ def _problems(*slugs: str) -> dict:
         example = {"type": f"/problems/{slug}", "title": title, "status": status, "detail": _WHEN[slug]}
         example["trace_id"] = "4bf92f3577b34da6a3ce929d0e0e4736"
         if slug == "validation-error":
-            example["errors"] = [{"index": 0, "field": "title", "message": "must be 1-500 characters"}]
+            example["errors"] = [{"index": 0, "field": "title", "message": "must be 1 to 500 characters"}]
         response["content"]["application/problem+json"]["examples"][slug] = {"value": example}
     for response in by_status.values():
         response["description"] = response["description"].strip()

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 import orjson
 
 from . import api, apidocs, ops
+from . import bounds as b
 from . import openapi as spec
 from .openapi import H, ok
 
@@ -105,7 +106,8 @@ ROUTES = [
         "The tenant's live cards, newest first (by creation time, then id), one page at a time with an "
         "opaque keyset cursor. Filters combine (all must hold): `kind` equal, every `tag` carried, "
         "`metadata` containing `contains`, `q` matching the full text. Each filter is served by an index. "
-        "A bad value (limit 0 or 201, contains that is not a JSON object, a forged cursor or one issued "
+        f"A bad value (limit {b.PAGE_LIMIT.lo - 1} or {b.PAGE_LIMIT.hi + 1}, contains that is not a JSON "
+        "object, a forged cursor or one issued "
         "for other filters) or a parameter this route does not define is a 422 naming it.",
         {"200": ok("One page of cards.", "CardPage", links=spec.LIST_LINKS)},
         scope="cards:read",
@@ -214,8 +216,8 @@ ROUTES = [
         api.usage_summary,
         "usageSummary",
         "Usage events per hour or day, and the most used cards",
-        "The tenant's usage events in [from, to) counted per UTC hour or day (at most 1000 buckets), and "
-        "the ten cards used most in that window.",
+        "The tenant's usage events in [from, to) counted per UTC hour or day (at most "
+        f"{b.SUMMARY_BUCKETS} buckets), and the {b.TOP_CARDS} cards used most in that window.",
         {"200": ok("The summary.", "UsageSummary")},
         scope="cards:read",
         sql=api.USAGE_SUMMARY,

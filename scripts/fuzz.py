@@ -2,7 +2,7 @@
 
     .venv/bin/python -m scripts.fuzz [--examples 150] [--seed N] [--no-report] [--keep]
 
-Starts its own stack (scripts/stack.py: cluster `.data/fuzz-pg` on port 54395, migrated, a tenant and
+Starts its own stack (scripts/devstack.py: cluster `.data/fuzz-pg` on port 54395, migrated, a tenant and
 API key, the gateway on 127.0.0.1:18395), runs `schemathesis run` with scripts/fuzz.toml (every phase:
 examples, coverage, fuzzing, stateful over the spec's links; every check, plus ours in
 scripts/fuzz_hooks.py), stops the stack, and writes the figures into docs/FUZZING.md between its
@@ -28,7 +28,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from gateway.routes import SPEC
-from scripts.stack import ROOT, Stack
+from scripts.devstack import ROOT, Stack
+from scripts.report_section import write_section
 
 CONFIG = ROOT / "scripts" / "fuzz.toml"
 REPORT = ROOT / "docs" / "FUZZING.md"
@@ -210,12 +211,7 @@ def _known(summary: Summary) -> str:
 
 
 def write_report(section: str) -> None:
-    text = REPORT.read_text() if REPORT.exists() else "# Fuzzing\n"
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    REPORT.write_text(text)
+    write_section(REPORT, BEGIN, END, section, "Fuzzing")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,7 +8,7 @@ for a validation error, by every error's field and message). Anything else a sch
 refused for means the spec is looser than the server: a spec defect.
 
 `trace_id_echoed`: every response carries X-Trace-ID, the request's when it was valid, and a problem's
-`trace_id` is that same value (../shared/API.md, Transport).
+`trace_id` is that same value (docs/API.md, "Transport").
 
 `filter_failure`: a failure caused by a known false alarm of a built-in check, or by a defect that is
 known and still open (KNOWN_DEFECTS; an open defect also has an xfail(strict=True) regression test in

@@ -4,7 +4,7 @@ throughput measured just before, watching for leaks and lost data.
     .venv/bin/python -m scripts.soak [--minutes 10] [--fraction 0.7] [--measure-seconds 20]
     .venv/bin/python -m scripts.soak --smoke        # 10 s measure, 1 minute soak, no report
 
-1. A stack of its own (scripts/stack.py): cluster `.data/soak-pg` on port 54396 with the durable
+1. A stack of its own (scripts/devstack.py): cluster `.data/soak-pg` on port 54396 with the durable
    `bench` settings, migrated, one tenant and API key, the gateway on 127.0.0.1:18396 (access log off:
    at these rates it would be the biggest writer on the machine). 2,000 cards are created first, and
    the database is analysed (as one in service would be).
@@ -48,7 +48,8 @@ import asyncpg
 import uvloop
 
 from bench.measure import machine_ticks, postgres_ticks, proc_ticks
-from scripts.stack import ROOT, Stack
+from scripts.devstack import ROOT, Stack
+from scripts.report_section import write_section
 
 REPORT = ROOT / "docs" / "SOAK.md"
 BEGIN, END = "<!-- soak-results:begin -->", "<!-- soak-results:end -->"
@@ -624,12 +625,7 @@ def render(run: dict) -> str:
 
 def write_report(section: str) -> None:
     """Replaces the results between the markers of docs/SOAK.md (the text around them is kept)."""
-    text = REPORT.read_text() if REPORT.exists() else "# Soak\n"
-    if BEGIN in text and END in text:
-        text = text[: text.index(BEGIN)] + section + text[text.index(END) + len(END) :]
-    else:
-        text = text.rstrip() + "\n\n" + section + "\n"
-    REPORT.write_text(text)
+    write_section(REPORT, BEGIN, END, section, "Soak")
 
 
 def _cpu(share: dict) -> str:

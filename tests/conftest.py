@@ -11,7 +11,6 @@ import json
 import logging
 import os
 import re
-import socket
 import subprocess
 import sys
 import time
@@ -20,7 +19,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import aiohttp
 import jwt
 import psycopg
 import pytest
@@ -29,6 +27,7 @@ from pytest_postgresql.janitor import DatabaseJanitor
 from gateway.app import init_app
 from gateway.config import Config
 from gateway.logs import JsonFormatter
+from scripts import devstack
 
 from .pgproxy import PgProxy
 
@@ -72,11 +71,11 @@ def server_dsn() -> Iterator[str]:
         yield os.environ["CARDS_TEST_DSN"]
         return
     datadir, port = OWN_CLUSTER
-    subprocess.run([ROOT / "scripts" / "pgcluster", "start", datadir, str(port), "test"], check=True)
+    devstack.pgcluster("start", datadir, port, "test")
     try:
-        yield f"postgresql://postgres@127.0.0.1:{port}/postgres"
+        yield devstack.superuser_dsn(port)
     finally:
-        subprocess.run([ROOT / "scripts" / "pgcluster", "stop", datadir], check=True)
+        devstack.pgcluster("stop", datadir)
 
 
 def _with_dbname(dsn: str, dbname: str) -> str:
@@ -128,7 +127,7 @@ def make_database(server_dsn: str):
 def database(make_database) -> str:
     """The session's database, migrated with `python -m gateway.migrate`, as a superuser's DSN."""
     dsn = make_database()
-    subprocess.run([sys.executable, "-m", "gateway.migrate", dsn], check=True, cwd=ROOT, capture_output=True)
+    devstack.migrate(dsn)
     with psycopg.connect(dsn, autocommit=True) as conn:
         # A request meeting a busy Idempotency-Key waits this long before its 409 (default 5 s).
         conn.execute(f"ALTER DATABASE {urlsplit(dsn).path[1:]} SET cards.idempotency_wait = '1s'")
@@ -256,6 +255,15 @@ async def create(client, tenant: Tenant, *titles: str, **fields) -> list[str]:
     return [card["id"] for card in (await response.json())["cards"]]
 
 
+async def expect_problem(response, status: int, slug: str) -> dict:
+    """The problem+json body of `response`, which must have this status and slug."""
+    assert response.status == status, await response.text()
+    assert response.content_type == "application/problem+json"
+    body = await response.json()
+    assert body["type"] == f"/problems/{slug}"
+    return body
+
+
 async def raw_request(client, head: str | bytes, *parts: bytes) -> tuple[int, bytes]:
     """Sends a request head and then only `parts` of the body; reads the answer that comes back."""
     reader, writer = await asyncio.open_connection(client.host, client.port)
@@ -272,31 +280,59 @@ async def raw_request(client, head: str | bytes, *parts: bytes) -> tuple[int, by
 # --- gateway processes and held keys, shared by the process and fault tests ---
 
 
-def free_port() -> int:
-    """A loopback port nothing listens on now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+free_port, gateway_env = devstack.free_port, devstack.gateway_env
 
 
-def gateway_env(**values: str) -> dict[str, str]:
-    """This environment without any gateway setting of its own, plus `values`."""
-    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL" and not k.startswith("CARDS_")}
-    return env | {"CARDS_DEV": "1"} | values  # the tests' published JWT secret is allowed here
+def process_env(database: str, port: int, **settings: str) -> dict[str, str]:
+    """The environment of a `python -m gateway` process of the tests: the database, the port, the
+    tests' JWT secret in a development run, and `settings`."""
+    return gateway_env(
+        DATABASE_URL=database, PORT=str(port), CARDS_JWT_SECRET=JWT_SECRET, CARDS_DEV="1", **settings
+    )
 
 
 async def wait_until_up(port: int, process, seconds: float = 30) -> None:
-    deadline = time.monotonic() + seconds
-    async with aiohttp.ClientSession() as http:
-        while time.monotonic() < deadline:
-            assert process.returncode is None, "the process exited"
-            try:
-                async with http.get(f"http://127.0.0.1:{port}/health") as response:
-                    if response.status == 200:
-                        return
-            except aiohttp.ClientConnectionError:
-                await asyncio.sleep(0.1)
-    raise AssertionError(f"nothing answered on port {port}")
+    """Until `process` (or its child) answers /health on `port` (scripts/devstack.py, `wait_ready`)."""
+    await asyncio.to_thread(devstack.wait_ready, port, process.pid, "/health", seconds)
+
+
+async def start_gateway_process(env: dict[str, str], log: Path | None = None, mode: str = "wb"):
+    """`python -m gateway` with `env` on its PORT, which must be free, its output in `log` (else ours);
+    the asyncio process once it is ready (killed if it does not become ready)."""
+    port = int(env["PORT"])
+    assert devstack.port_is_free(port), f"port {port} is in use"
+    out = log.open(mode) if log else None
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "gateway", env=env, cwd=ROOT, stdout=out, stderr=out
+        )
+    finally:
+        if out:
+            out.close()
+    try:
+        await wait_until_up(port, process)
+    except BaseException:
+        process.kill()
+        await process.wait()
+        raise
+    return process
+
+
+def explain_nested_statements(conn: psycopg.Connection, *, analyze: bool = False) -> list[str]:
+    """Loads auto_explain into this superuser session: from now on the plan of every statement, nested
+    ones too, is a NOTICE (`… plan: {json}`) appended to the list returned."""
+    notices: list[str] = []
+    conn.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
+    conn.execute("LOAD 'auto_explain'")
+    for setting, value in [
+        ("log_min_duration", "0"),
+        ("log_nested_statements", "on"),
+        ("log_analyze", "on" if analyze else "off"),
+        ("log_format", "json"),
+        ("log_level", "notice"),
+    ]:
+        conn.execute(f"SET auto_explain.{setting} = {value}")
+    return notices
 
 
 def hold_key(admin, tenant, key: str) -> psycopg.Connection:

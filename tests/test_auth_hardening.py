@@ -7,7 +7,6 @@ import asyncio
 import base64
 import re
 import signal
-import sys
 import uuid
 
 import aiohttp
@@ -17,7 +16,7 @@ from gateway.auth import Throttle, address_prefix
 from gateway.config import Config, ConfigError
 from gateway.routes import SPEC
 
-from .conftest import JWT_SECRET, ROOT, cards, free_port, gateway_env, hold_key, make_jwt, wait_until_up
+from .conftest import cards, free_port, hold_key, make_jwt, process_env, start_gateway_process
 
 RETRIEVE = "/api/v1/cards/retrieve"
 ANY_IDS = {"ids": [str(uuid.uuid4())]}
@@ -220,22 +219,16 @@ async def test_no_key_or_token_reaches_the_gateways_log_even_at_debug(database, 
     secrets = [tenant.key, revoked.key, suspended.key, unknown, good_jwt, bad_jwt, expired_jwt, basic]
 
     port, log = free_port(), tmp_path / "gateway.log"
-    env = gateway_env(
-        DATABASE_URL=database,
-        PORT=str(port),
-        CARDS_JWT_SECRET=JWT_SECRET,
-        CARDS_DEV="1",
+    env = process_env(
+        database,
+        port,
         CARDS_LOG_LEVEL="DEBUG",
         CARDS_AUTH_CACHE_TTL_S="0",
         CARDS_STATEMENT_TIMEOUT_MS="300",
         CARDS_AUTH_FAILURE_LIMIT="40",
     )
-    with log.open("wb") as out:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway", env=env, cwd=ROOT, stdout=out, stderr=out
-        )
+    process = await start_gateway_process(env, log)
     try:
-        await wait_until_up(port, process)
         base = f"http://127.0.0.1:{port}"
         statuses = []
         async with aiohttp.ClientSession() as http:

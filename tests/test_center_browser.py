@@ -23,7 +23,7 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright.sync_api import Browser, Page, Route, expect, sync_playwright
 
-from .conftest import JWT_SECRET, ROOT, free_port, gateway_env
+from .conftest import ROOT, free_port, process_env
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
@@ -43,10 +43,7 @@ SCREENSHOTS = os.environ.get("CENTER_SCREENSHOTS")
 def base_url(database: str) -> Iterator[str]:
     """`python -m gateway` on a free port, serving the session's database."""
     port = free_port()
-    env = gateway_env(
-        DATABASE_URL=database, PORT=str(port), HOST="127.0.0.1", CARDS_JWT_SECRET=JWT_SECRET,
-        CARDS_LOG_LEVEL="WARNING",
-    )  # fmt: skip
+    env = process_env(database, port, HOST="127.0.0.1", CARDS_LOG_LEVEL="WARNING")
     process = subprocess.Popen(
         [sys.executable, "-m", "gateway"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL
     )

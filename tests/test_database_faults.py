@@ -20,7 +20,6 @@ import os
 import random
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -33,6 +32,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from gateway.app import init_app
 from gateway.config import Config
 from gateway.db import COMMAND_GRACE_S
+from scripts import devstack
 
 from .conftest import ROOT, Admin, Tenant, free_port
 
@@ -90,9 +90,7 @@ def fault_cluster() -> Iterator[tuple[str, Path, int]]:
             conn.execute("SELECT pg_reload_conf()")
             conn.execute("CREATE DATABASE cards_faults")
         dsn = f"postgresql://postgres@127.0.0.1:{port}/cards_faults"
-        subprocess.run(
-            [sys.executable, "-m", "gateway.migrate", dsn], check=True, cwd=ROOT, capture_output=True
-        )
+        devstack.migrate(dsn)
         yield dsn, datadir, port
     finally:
         _pgcluster("destroy", datadir)

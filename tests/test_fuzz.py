@@ -6,10 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
-import time
-import urllib.request
 import uuid
 
 import psycopg
@@ -17,9 +13,10 @@ import pytest
 
 from gateway.openapi import PARAMETERS, SCHEMAS
 from gateway.routes import PATHS, SPEC
+from scripts import devstack
 from scripts.fuzz import run_schemathesis, summarize, unexpected_errors
 
-from .conftest import ROOT, cards, create, free_port, gateway_env
+from .conftest import cards, create, explain_nested_statements, free_port, gateway_env
 
 # The short run: every phase and check of scripts/fuzz.toml, 20 examples each (≈950 cases, 20-40 s).
 SEED = 20261126
@@ -31,25 +28,12 @@ def gateway_process(database, tmp_path):
     """`python -m gateway` on the session's database, on a free loopback port; its log in a file."""
     port, log_path = free_port(), tmp_path / "gateway.log"
     # The fuzzer sends hundreds of unauthenticated requests from one address on purpose.
-    env = gateway_env(DATABASE_URL=database, PORT=str(port), CARDS_AUTH_FAILURE_LIMIT="0")
-    with open(log_path, "wb") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "gateway"], cwd=ROOT, env=env, stdout=log, stderr=log
-        )
-    url = f"http://127.0.0.1:{port}"
+    env = gateway_env(DATABASE_URL=database, CARDS_AUTH_FAILURE_LIMIT="0")
+    process = devstack.start_gateway(port, env, log_path)
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with urllib.request.urlopen(f"{url}/ready", timeout=2):
-                    break
-            except OSError:
-                assert process.poll() is None and time.monotonic() < deadline, log_path.read_text()
-                time.sleep(0.1)
-        yield url, log_path
+        yield f"http://127.0.0.1:{port}", log_path
     finally:
-        process.terminate()
-        process.wait(timeout=40)
+        devstack.stop_gateway(process)
 
 
 def test_schemathesis_finds_no_defect_in_a_short_run(gateway_process, admin, tmp_path):
@@ -245,17 +229,7 @@ def _scans_of(plan: dict, relation: str) -> list[dict]:
 def _explained(conn, marker: str, query: str, args: tuple) -> tuple[object, dict]:
     """The answer of `query`, and the plan (auto_explain, analyzed) of the nested statement holding
     `marker`."""
-    notices: list[str] = []
-    conn.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
-    for setting in [
-        "LOAD 'auto_explain'",
-        "SET auto_explain.log_min_duration = 0",
-        "SET auto_explain.log_nested_statements = on",
-        "SET auto_explain.log_analyze = on",
-        "SET auto_explain.log_format = json",
-        "SET auto_explain.log_level = notice",
-    ]:
-        conn.execute(setting)
+    notices = explain_nested_statements(conn, analyze=True)
     answer = conn.execute(query, args).fetchone()[0]
     [plan] = [json.loads(t.split("plan:", 1)[1])["Plan"] for t in notices if marker in t and "plan:" in t]
     return answer, plan

@@ -18,15 +18,15 @@ import json
 import random
 import re
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import aiohttp
 import pytest
 
-from .conftest import JWT_SECRET, ROOT, Admin, Tenant, free_port, gateway_env, hold_key, wait_until_up
+from scripts import devstack
+
+from .conftest import Admin, Tenant, free_port, hold_key, process_env, start_gateway_process
 
 WORKERS = 6
 KILL_AFTER = 30  # answered batches before the kill
@@ -46,19 +46,7 @@ class Crash:
 
 
 async def _start(database: str, port: int, log: Path):
-    env = gateway_env(
-        DATABASE_URL=database,
-        PORT=str(port),
-        CARDS_JWT_SECRET=JWT_SECRET,
-        CARDS_DEV="1",
-        CARDS_LOG_LEVEL="DEBUG",
-    )
-    with log.open("ab") as out:
-        process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "gateway", env=env, cwd=ROOT, stdout=out, stderr=out
-        )
-    await wait_until_up(port, process)
-    return process
+    return await start_gateway_process(process_env(database, port, CARDS_LOG_LEVEL="DEBUG"), log, "ab")
 
 
 async def _until_a_statement_waits_on_a_lock(admin: Admin) -> None:
@@ -153,7 +141,7 @@ async def _run_crash(database: str, admin: Admin, tenant: Tenant, log: Path) -> 
 def admin(make_database) -> Iterator[Admin]:
     """A database of this module's own: thousands of cards would skew the session's statistics."""
     dsn = make_database("cards_gateway_faults")
-    subprocess.run([sys.executable, "-m", "gateway.migrate", dsn], check=True, cwd=ROOT, capture_output=True)
+    devstack.migrate(dsn)
     admin = Admin(dsn)
     yield admin
     admin.conn.close()

@@ -18,7 +18,7 @@ import pytest
 
 from gateway.errors import from_database
 
-from .conftest import JWT_SECRET, ROOT, create, free_port, gateway_env, wait_until_up
+from .conftest import ROOT, create, free_port, process_env, wait_until_up
 
 BATCH = "/api/v1/cards/batch"
 NUMBERS = "must hold numbers that are 0 or of magnitude 1e-20 to 1e20, with at most 20 digits after the point"
@@ -372,9 +372,7 @@ async def test_no_request_up_to_the_body_limit_takes_a_process_past_a_few_hundre
     database, admin, tenant
 ):
     port = free_port()
-    env = gateway_env(
-        DATABASE_URL=database, PORT=str(port), CARDS_JWT_SECRET=JWT_SECRET, CARDS_LOG_LEVEL="WARNING"
-    )
+    env = process_env(database, port, CARDS_LOG_LEVEL="WARNING")
     process = await asyncio.create_subprocess_exec(sys.executable, "-m", "gateway", env=env, cwd=ROOT)
     peaks: dict[str, int] = {}
     slowest_health = 0.0

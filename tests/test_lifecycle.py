@@ -7,6 +7,7 @@ import json
 import uuid
 
 from .conftest import cards, create, raw_request
+from .conftest import expect_problem as _problem
 
 CARDS = "/api/v1/cards"
 JSON = {"Content-Type": "application/json"}
@@ -21,14 +22,6 @@ async def _get(client, tenant, card_id: str) -> dict:
 async def _patch(client, tenant, card_id: str, body, if_match: str | None = '"1"'):
     headers = tenant.auth if if_match is None else tenant.auth | {"If-Match": if_match}
     return await client.patch(f"{CARDS}/{card_id}", json=body, headers=headers)
-
-
-async def _problem(response, status: int, slug: str) -> dict:
-    assert response.status == status, await response.text()
-    assert response.content_type == "application/problem+json"
-    problem = await response.json()
-    assert problem["type"] == f"/problems/{slug}"
-    return problem
 
 
 async def _retrieve(client, tenant, card_id: str) -> dict:

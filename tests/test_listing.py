@@ -7,14 +7,14 @@ from __future__ import annotations
 import base64
 import json
 import re
-import subprocess
-import sys
 from urllib.parse import quote
 
 import psycopg
 import pytest
 
-from .conftest import ROOT, create
+from scripts import devstack
+
+from .conftest import create, explain_nested_statements
 
 CARDS = "/api/v1/cards"
 
@@ -352,9 +352,7 @@ def plans(make_database) -> dict[str, list[tuple[str, str]]]:
     ANALYZE: auto_explain (loaded for one superuser session) reports nested statements as NOTICEs.
     A database of its own, so that the statistics describe this tenant and not the rest of the run."""
     database = make_database()
-    subprocess.run(
-        [sys.executable, "-m", "gateway.migrate", database], check=True, cwd=ROOT, capture_output=True
-    )
+    devstack.migrate(database)
     with psycopg.connect(database, autocommit=True) as conn:
         tenant = conn.execute("SELECT cards.create_tenant('plans')").fetchone()[0]
         for start in range(0, _PLAN_CARDS, 1000):
@@ -370,19 +368,10 @@ def plans(make_database) -> dict[str, list[tuple[str, str]]]:
             ]
             conn.execute("SELECT cards.batch_create(%s, %s)", (tenant, json.dumps(batch)))
         conn.execute("ANALYZE cards.cards, cards.card_tags")
-        notices: list[str] = []
-        conn.add_notice_handler(lambda diag: notices.append(diag.message_primary or ""))
-        for setting in [
-            "LOAD 'auto_explain'",
-            "SET auto_explain.log_min_duration = 0",
-            "SET auto_explain.log_nested_statements = on",
-            "SET auto_explain.log_format = json",
-            "SET auto_explain.log_level = notice",
-            # A few thousand rows fit in a handful of pages, where a sequential scan costs least
-            # whatever the filter; the question here is which index serves the filter.
-            "SET enable_seqscan = off",
-        ]:
-            conn.execute(setting)
+        notices = explain_nested_statements(conn)
+        # A few thousand rows fit in a handful of pages, where a sequential scan costs least
+        # whatever the filter; the question here is which index serves the filter.
+        conn.execute("SET enable_seqscan = off")
         cursor = conn.execute("SELECT cards.list_cards(%s, p_limit => '1')", (tenant,)).fetchone()[0]
         result = {}
         for name, args in {

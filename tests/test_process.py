@@ -17,7 +17,16 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from .conftest import JWT_SECRET, ROOT, cards, free_port, gateway_env, hold_key, wait_until_up
+from .conftest import (
+    ROOT,
+    cards,
+    free_port,
+    gateway_env,
+    hold_key,
+    process_env,
+    start_gateway_process,
+    wait_until_up,
+)
 
 
 def _default_sigint() -> None:
@@ -35,16 +44,9 @@ def test_a_bad_setting_stops_the_gateway_with_a_message_naming_it():
 
 async def test_sigterm_lets_the_request_in_flight_finish_then_exits_cleanly(database, admin, tenant):
     port = free_port()
-    env = gateway_env(
-        DATABASE_URL=database,
-        PORT=str(port),
-        CARDS_JWT_SECRET=JWT_SECRET,
-        CARDS_DEV="1",
-        CARDS_LOG_LEVEL="WARNING",
-    )
-    process = await asyncio.create_subprocess_exec(sys.executable, "-m", "gateway", env=env, cwd=ROOT)
+    env = process_env(database, port, CARDS_LOG_LEVEL="WARNING")
+    process = await start_gateway_process(env)
     try:
-        await wait_until_up(port, process)
         job = hold_key(admin, tenant, "in-flight")  # the request below waits on it for ~1 s
         async with aiohttp.ClientSession() as http:
             request = asyncio.create_task(

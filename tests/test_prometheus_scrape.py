@@ -25,6 +25,8 @@ from urllib.parse import urlsplit
 import pytest
 import yaml
 
+from scripts import devstack
+
 from .conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -137,16 +139,12 @@ def gateway(gateway_dsn: str, tmp_path: Path) -> Iterator[str]:
         "CARDS_LOG_LEVEL": "WARNING",
     }
     log = tmp_path / "gateway.log"
-    with running([sys.executable, "-m", "gateway"], log, env) as proc:
-        base = f"http://127.0.0.1:{port}"
-
-        def healthy() -> bool:
-            alive(proc, log)
-            return request(f"{base}/health")[0] == 200
-
-        wait_for("the gateway's /health", healthy, log)
-        yield base
+    proc = devstack.start_gateway(port, env, log, path="/health")
+    try:
+        yield f"http://127.0.0.1:{port}"
         alive(proc, log)
+    finally:
+        devstack.stop_gateway(proc, 15)
 
 
 @pytest.fixture

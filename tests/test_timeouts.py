@@ -16,16 +16,9 @@ from gateway.config import Config, ConfigError
 from gateway.routes import SPEC
 
 from .conftest import cards, hold_key
+from .conftest import expect_problem as _problem
 
 ANY_IDS = {"ids": [str(uuid.uuid4())]}
-
-
-async def _problem(response, status: int, slug: str) -> dict:
-    assert response.status == status, await response.text()
-    assert response.content_type == "application/problem+json"
-    problem = await response.json()
-    assert problem["type"] == f"/problems/{slug}"
-    return problem
 
 
 @pytest.fixture
