@@ -76,6 +76,8 @@ class Config:
     rate_limit_burst: int = 2000
     # The share of the pool one tenant may hold at once (at least one connection).
     tenant_pool_share: float = 0.5
+    # Gateway processes serving the port (SO_REUSEPORT), each with its own pool: one per core.
+    workers: int = field(default_factory=lambda: len(os.sched_getaffinity(0)))
 
     def __post_init__(self) -> None:
         if self.pool_min > self.pool_max:
@@ -182,4 +184,5 @@ _NUMBERS = (
     ("CARDS_RATE_LIMIT_RPS", "rate_limit_rps", float, 0, None),
     ("CARDS_RATE_LIMIT_BURST", "rate_limit_burst", int, 1, None),
     ("CARDS_TENANT_POOL_SHARE", "tenant_pool_share", float, 0.01, 1),
+    ("CARDS_WORKERS", "workers", int, 1, 256),
 )
