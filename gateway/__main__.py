@@ -4,10 +4,12 @@ With CARDS_WORKERS > 1 (the default is one per core) this process forks that man
 an independent gateway listening on the same port (SO_REUSEPORT: the kernel spreads connections
 over them), and only supervises them: it passes SIGINT/SIGTERM on, each worker drains its
 requests, and it exits when they all have. A worker that dies stops the others (the service
-manager restarts the whole). Their metrics are added up across workers (metrics.py)."""
+manager restarts the whole); a supervisor killed outright takes its workers with it. Their
+metrics are added up across workers (metrics.py)."""
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import os
 import shutil
@@ -19,6 +21,7 @@ from .config import Config, ConfigError
 from .logs import configure
 
 log = logging.getLogger("cards.gateway")
+PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 def main() -> None:
@@ -68,8 +71,20 @@ def serve(config: Config, reuse_port: bool = False) -> int:
     return 0
 
 
+def _die_with(parent: int) -> None:
+    """This worker is killed as soon as its supervisor dies, however it dies: a gateway that is
+    SIGKILLed is gone as a whole, as one process would be (Linux's parent-death signal)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except (OSError, AttributeError):  # not Linux: _stop_when_orphaned still stops it
+        pass
+    if os.getppid() != parent:  # it died before the signal was asked for
+        os._exit(1)
+
+
 async def _stop_when_orphaned(app) -> None:
-    """A worker whose supervisor is gone (killed outright) drains and stops by itself."""
+    """Where there is no parent-death signal: a worker whose supervisor is gone drains and stops."""
     import asyncio
 
     parent = os.getppid()
@@ -89,6 +104,7 @@ _watching: set = set()  # keeps the watch task referenced
 
 def supervise(config: Config) -> int:
     """Forks the workers and waits for them; the first non-zero exit status, else 0."""
+    supervisor = os.getpid()
     metrics_dir = tempfile.mkdtemp(prefix="cards-gateway-metrics-")
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir  # before any worker imports prometheus_client
     workers: set[int] = set()
@@ -112,6 +128,7 @@ def supervise(config: Config) -> int:
                 break
             pid = os.fork()
             if pid == 0:
+                _die_with(supervisor)
                 # A process group of its own: a terminal's Ctrl-C reaches the supervisor alone,
                 # which passes it on once.
                 os.setpgid(0, 0)
