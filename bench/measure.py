@@ -52,9 +52,9 @@ def _run_delay_ns(pid: int) -> int:
         return 0
 
 
-def postgres_ticks(postmaster: int) -> int:
-    """The postmaster, its living children, and (via cutime) every child it has reaped."""
-    total = proc_ticks(postmaster, with_children=True)
+def children(parent: int) -> list[int]:
+    """The living child processes of `parent`."""
+    found = []
     for entry in os.scandir("/proc"):
         if not entry.name.isdigit():
             continue
@@ -62,9 +62,19 @@ def postgres_ticks(postmaster: int) -> int:
             stat = Path(entry.path, "stat").read_text().rsplit(")", 1)[1].split()
         except OSError:  # gone
             continue
-        if int(stat[1]) == postmaster:
-            total += int(stat[11]) + int(stat[12])
-    return total
+        if int(stat[1]) == parent:
+            found.append(int(entry.name))
+    return found
+
+
+def postgres_ticks(postmaster: int) -> int:
+    """The postmaster, its living children, and (via cutime) every child it has reaped."""
+    return proc_ticks(postmaster, with_children=True) + sum(proc_ticks(pid) for pid in children(postmaster))
+
+
+def gateway_pids(gateway: int) -> list[int]:
+    """The gateway's processes: one, or a supervisor and its workers (CARDS_WORKERS > 1)."""
+    return [gateway, *children(gateway)]
 
 
 def machine_ticks() -> tuple[int, int]:
@@ -100,8 +110,9 @@ class CpuMeter:
     def __enter__(self) -> CpuMeter:
         self.t0 = time.monotonic()
         self.pg0 = postgres_ticks(self.target.postmaster_pid)
-        self.gw0 = proc_ticks(self.target.gateway_pid)
-        self.gw_wait0 = _run_delay_ns(self.target.gateway_pid)
+        self.gw_pids = gateway_pids(self.target.gateway_pid)
+        self.gw0 = sum(proc_ticks(pid) for pid in self.gw_pids)
+        self.gw_wait0 = sum(_run_delay_ns(pid) for pid in self.gw_pids)
         self.client0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         self.busy0, self.all0 = machine_ticks()
         return self
@@ -110,8 +121,8 @@ class CpuMeter:
         seconds = time.monotonic() - self.t0
         client = resource.getrusage(resource.RUSAGE_CHILDREN)
         busy, total = machine_ticks()
-        gw = proc_ticks(self.target.gateway_pid)
-        gw_wait = _run_delay_ns(self.target.gateway_pid) - self.gw_wait0
+        gw = sum(proc_ticks(pid) for pid in self.gw_pids)
+        gw_wait = sum(_run_delay_ns(pid) for pid in self.gw_pids) - self.gw_wait0
         # pgbench's backends have just exited: their time reaches the postmaster's cutime
         # once it has reaped them, a few milliseconds later.
         time.sleep(0.25)
@@ -127,8 +138,8 @@ class CpuMeter:
             "client": round(100 * client_s / seconds, 1),
             "machine": round(100 * os.cpu_count() * (busy - self.busy0) / max(1, total - self.all0), 1),
         }
-        # The gateway's event loop is one thread: the share of the run it was ready to run but
-        # waited for a core (busy with PostgreSQL, wrk or other jobs).
+        # The gateway's event loops (one thread per worker): the share of the run they were ready
+        # to run but waited for a core (busy with PostgreSQL, wrk or other jobs), summed over workers.
         self.result["gateway_cpu_wait"] = round(100 * gw_wait / 1e9 / seconds, 1)
         # Whatever else ran on the machine meanwhile (other jobs share these cores).
         ours = sum(v for k, v in self.result.items() if k in ("postgres", "gateway", "client") and v)

@@ -147,7 +147,7 @@ def pyspy_record(pid: int, seconds: int, out: Path) -> subprocess.Popen:
     exe = str(pyspy_available())
     return subprocess.Popen(
         [exe, "record", "--pid", str(pid), "--duration", str(seconds), "--rate", str(PYSPY_RATE),
-         "--format", "raw", "--output", str(out), "--nonblocking", "--gil"],
+         "--format", "raw", "--output", str(out), "--nonblocking", "--gil", "--subprocesses"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
 

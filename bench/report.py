@@ -100,14 +100,45 @@ def targets(result: dict, latest: dict[str, dict]) -> list[dict]:
         )
     top = max(result["config"]["conns"])
     for op in ("retrieve", "usage"):
-        r = ratio(result, op, 64)
+        for conns in (4, 64):
+            r = ratio(result, op, conns)
+            out.append(
+                {
+                    "target": f"{OP_NAMES[op]} at {conns} connections: gateway req/s ≥ 0.8 × pgbench tps",
+                    "measured": f"{r:.2f} ×" if r is not None else "not run",
+                    "status": _status(r >= 0.8 if r is not None else None),
+                }
+            )
+    for op, party, limit in (
+        ("retrieve", "postgres", 0.5),
+        ("usage", "postgres", 0.3),
+        ("retrieve", "gateway", 0.2),
+        ("usage", "gateway", 0.2),
+    ):
+        run = find(result, op, "gateway", 4)
+        cost = run["cpu"][party] * 10 / run["rps"] if run and run.get("cpu") and run.get("rps") else None
         out.append(
             {
-                "target": f"{OP_NAMES[op]} at 64 connections: gateway req/s ≥ 0.6 × pgbench tps",
-                "measured": f"{r:.2f} ×" if r is not None else "not run",
-                "status": _status(r >= 0.6 if r is not None else None),
+                "target": f"{OP_NAMES[op]}: {party} CPU ≤ {limit} ms per request (gateway run, 4 conns)",
+                "measured": f"{cost:.2f} ms" if cost is not None else "not run",
+                "status": _status(cost <= limit if cost is not None else None),
             }
         )
+    thousand = next(
+        (r for r in result.get("batch_sizes", []) if r.get("batch_size") == 1000 and r.get("rps")), None
+    )
+    per_card = (
+        thousand["cpu"]["postgres"] * 10 / thousand["rps"] / 1000 * 1000
+        if thousand and thousand.get("cpu")
+        else None
+    )
+    out.append(
+        {
+            "target": "batch of 1000: PostgreSQL CPU ≤ 60 µs per card (pgbench, one client)",
+            "measured": f"{per_card:.0f} µs" if per_card is not None else "not run",
+            "status": _status(per_card <= 60 if per_card is not None else None),
+        }
+    )
     for via in ("gateway", "pgbench"):
         hot, spread = find(result, "hot", via, top), find(result, "usage", via, top)
         share = hot["rps"] / spread["rps"] if hot and spread and spread["rps"] else None
@@ -244,9 +275,10 @@ def render(result: dict, latest: dict[str, dict], image: str | None) -> str:
         "gateway number includes the CPU the load generator and the gateway take from PostgreSQL, and "
         "the pgbench numbers include pgbench's. The CPU column shows who used what (% of one core; the "
         "machine has 200 %).",
-        f"- Gateway: one process (`python -m gateway`, aiohttp + uvloop), pool of {cfg['gateway_pool']} "
-        f"connections opened up front, log level {cfg['gateway_log_level']} (one JSON access-log line per "
-        "request, to a file). wrk: 1 thread. pgbench: 1 thread, `-M prepared`, connections run as role "
+        f"- Gateway: `python -m gateway` (aiohttp + uvloop), {cfg.get('gateway_workers', 1)} worker "
+        f"process(es) (`CARDS_WORKERS`), {cfg['gateway_pool']} pool connections in all opened up front, "
+        f"log level {cfg['gateway_log_level']} (one JSON access-log line per request, to a file). "
+        "wrk: 1 thread. pgbench: 1 thread, `-M prepared`, connections run as role "
         "`cards_gateway` (`PGOPTIONS=-c role=cards_gateway`), over TCP to 127.0.0.1 like the gateway's.",
         f"- Data: {data.get('cards', 0):,} cards of ~1 KB content through `cards.batch_create` in batches of "
         f"1000, loaded at {data.get('cards_per_second', '?')} cards/s; `cards.cards` is "
@@ -343,6 +375,7 @@ def render(result: dict, latest: dict[str, dict], image: str | None) -> str:
                     f"| {conns} | {on['rps']:,.0f} | {off['rps']:,.0f} | {cost:+.1%} "
                     f"{'✓' if cost < 0.05 else '✗'} | {_ms(on['p95_ms'])} | {_ms(off['p95_ms'])} |"
                 )
+    lines += _workers(result) + _peer(result)
     noisy = [
         f"{r['via']} {r['op']} x{r['conns']} ({r['cpu']['other']:.0f} %)"
         for r in result.get("runs", [])
@@ -407,6 +440,78 @@ def _client_import(result: dict) -> list[str]:
         "",
         f"Ratio (client / SQL): **{imported['ratio']:.2f}** (target ≥ {imported['target_ratio']}).",
     ]
+
+
+def _per_request(run: dict, party: str) -> str:
+    """CPU milliseconds per request that `party` (postgres, gateway) spent in the run."""
+    cpu, rps = run.get("cpu"), run.get("rps")
+    if not cpu or not rps or cpu.get(party) is None:
+        return "—"
+    return f"{cpu[party] * 10 / rps:.2f}"
+
+
+def _workers(result: dict) -> list[str]:
+    runs = {(r["op"], r["conns"], r["workers"]): r for r in result.get("workers", []) if r.get("rps")}
+    if not runs:
+        return []
+    lines = [
+        "",
+        "### Gateway workers",
+        "",
+        "Retrieve and usage through the gateway with `CARDS_WORKERS=1` and `=2` (one process, or two "
+        "worker processes on one port), one after the other, the pool split between the workers. *CPU ms / "
+        "req*: the gateway's processes' and PostgreSQL's.",
+        "",
+        "| operation | conns | 1 worker req/s | 2 workers req/s | 2 / 1 | 1 worker p95 | 2 workers p95 "
+        "| gateway CPU ms / req (1 / 2) | postgres CPU ms / req (1 / 2) |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for op, conns in sorted({(o, c) for o, c, _ in runs}, key=lambda k: (OPS.index(k[0]), k[1])):
+        one, two = runs.get((op, conns, 1)), runs.get((op, conns, 2))
+        if not (one and two):
+            continue
+        lines.append(
+            f"| {OP_NAMES[op]} | {conns} | {one['rps']:,.0f} | {two['rps']:,.0f} "
+            f"| {two['rps'] / one['rps']:.2f} "
+            f"| {_ms(one['p95_ms'])} | {_ms(two['p95_ms'])} "
+            f"| {_per_request(one, 'gateway')} / {_per_request(two, 'gateway')} "
+            f"| {_per_request(one, 'postgres')} / {_per_request(two, 'postgres')} |"
+        )
+    return lines
+
+
+def _peer(result: dict) -> list[str]:
+    peer = result.get("peer") or {}
+    runs = [r for r in peer.get("runs", []) if r.get("rps")]
+    if not runs:
+        return []
+    lines = [
+        "",
+        "### Against a plain FastAPI service",
+        "",
+        f"The same wrk scripts against `bench/peer/app.py`: FastAPI with pydantic models on uvicorn "
+        f"(uvloop, httptools, {peer.get('workers')} worker processes like the gateway's default), asyncpg, "
+        "one repository call per statement in a transaction (usage: check the card, insert the event, "
+        "update the count; retrieve: one SELECT and the JSON built in Python), on the seed's schema with "
+        "its unique content-hash index and the usage count on the card (`bench/peer/schema.sql`, a copy "
+        "of this run's cards), no row-level security, no rate limit, no per-tenant pool share. "
+        "*CPU ms / req*: the serving processes' and PostgreSQL's.",
+        "",
+        "| operation | conns | gateway req/s | peer req/s | gateway / peer | gateway p95 | peer p95 "
+        "| server CPU ms / req (gateway / peer) | postgres CPU ms / req (gateway / peer) |",
+        "|---|---:|---:|---:|---:|---:|---:|---|---|",
+    ]
+    for run in sorted(runs, key=lambda r: (OPS.index(r["op"]), r["conns"])):
+        ours = find(result, run["op"], "gateway", run["conns"])
+        if ours is None:
+            continue
+        lines.append(
+            f"| {OP_NAMES[run['op']]} | {run['conns']} | {ours['rps']:,.0f} | {run['rps']:,.0f} "
+            f"| {ours['rps'] / run['rps']:.2f} | {_ms(ours['p95_ms'])} | {_ms(run['p95_ms'])} "
+            f"| {_per_request(ours, 'gateway')} / {_per_request(run, 'gateway')} "
+            f"| {_per_request(ours, 'postgres')} / {_per_request(run, 'postgres')} |"
+        )
+    return lines
 
 
 def _growth(result: dict, latest: dict[str, dict]) -> list[str]:

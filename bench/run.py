@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -205,10 +206,18 @@ def postmaster_pid(plan: Plan) -> int:
     return int((plan.pg_dir / "postmaster.pid").read_text().split()[0])
 
 
+def gateway_workers(settings: dict[str, str]) -> int:
+    """The gateway's worker processes with these settings (CARDS_WORKERS, else one per core)."""
+    return int(
+        settings.get("CARDS_WORKERS") or os.environ.get("CARDS_WORKERS") or len(os.sched_getaffinity(0))
+    )
+
+
 def start_gateway(plan: Plan, **settings: str) -> subprocess.Popen:
     if not port_free(plan.gw_port):
         raise SystemExit(f"bench: port {plan.gw_port} is in use; stop whatever listens there first")
-    pool = max(plan.conns)
+    # As many connections in all as the largest concurrency: each worker has a pool of its own.
+    pool = -(-max(plan.conns) // gateway_workers(settings))
     env = (
         dict(
             os.environ,
@@ -415,6 +424,91 @@ def measure_client_import(plan: Plan, dsn: str) -> dict:
     return run
 
 
+def measure_workers(plan: Plan, target: Target, data: dict, token: str, workers: int) -> list[dict]:
+    """Retrieve and usage through a gateway of `workers` processes at each concurrency: how
+    throughput scales with workers."""
+    runs = []
+    for op in ("retrieve", "usage"):
+        arg = str(data["repeat_pool"]) if op == "usage" else None
+        for conns in plan.conns:
+            tag = f"{token}k{workers}{op}{conns}"
+            run = least_disturbed(
+                plan,
+                lambda o=op, c=conns, t=tag, a=arg: (
+                    plan.warmup and wrk(target, o, c, plan.warmup, f"{t}w", a)
+                ),
+                lambda o=op, c=conns, t=tag, a=arg: wrk(
+                    target, o, c, plan.seconds, f"{t}m{time.time_ns()}", a
+                ),
+            )
+            run["workers"] = workers
+            runs.append(run)
+            say(f"{op} x{conns} {workers} worker(s): " + (run.get("failure") or f"{run['rps']:.1f} req/s"))
+    return runs
+
+
+def start_peer(plan: Plan, workers: int) -> subprocess.Popen:
+    """The plain FastAPI peer (bench/peer/) on the gateway's port, on a copy of the same data."""
+    subprocess.run(
+        [
+            "psql",
+            "-X",
+            "-q",
+            "-v",
+            "ON_ERROR_STOP=1",
+            admin_dsn(plan),
+            "-f",
+            str(ROOT / "bench/peer/schema.sql"),
+        ],
+        check=True,
+    )
+    env = dict(os.environ, DATABASE_URL=admin_dsn(plan), PEER_POOL=str(-(-max(plan.conns) // workers)))
+    log = open(plan.work / "peer.log", "ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "uvicorn", "bench.peer.app:app", "--host", "127.0.0.1",
+         "--port", str(plan.gw_port), "--workers", str(workers), "--loop", "uvloop", "--http", "httptools",
+         "--no-access-log", "--log-level", "warning"],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the peer exited with {proc.returncode}; see {plan.work / 'peer.log'}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{plan.gw_port}/openapi.json", timeout=2):
+                time.sleep(1)  # every worker's pool
+                return proc
+        except OSError:
+            time.sleep(0.3)
+    stop_gateway(proc)
+    raise RuntimeError("the peer did not answer within 60 s")
+
+
+def measure_peer(plan: Plan, target: Target, data: dict, token: str) -> list[dict]:
+    """The plain FastAPI peer through the same wrk scripts: retrieve, usage, batch."""
+    runs = []
+    for op in ("retrieve", "usage", "batch"):
+        arg = {"usage": str(data["repeat_pool"]), "batch": "100"}.get(op)
+        for conns in plan.conns:
+            tag = f"{token}peer{op}{conns}"
+            run = least_disturbed(
+                plan,
+                lambda o=op, c=conns, t=tag, a=arg: (
+                    plan.warmup and wrk(target, o, c, plan.warmup, f"{t}w", a)
+                ),
+                lambda o=op, c=conns, t=tag, a=arg: wrk(
+                    target, o, c, plan.seconds, f"{t}m{time.time_ns()}", a
+                ),
+            )
+            run["via"] = "peer"
+            runs.append(run)
+            say(
+                f"peer {op} x{conns}: "
+                + (run.get("failure") or f"{run['rps']:.1f} req/s p95 {run['p95_ms']} ms")
+            )
+    return runs
+
+
 def profile_gateway(plan: Plan, target: Target, data: dict, token: str) -> dict:
     """py-spy on the gateway while wrk drives retrieve and usage (not a measured run)."""
     out: dict = {}
@@ -495,6 +589,7 @@ def run(plan: Plan) -> int:
             "wrk_threads": 1,
             "pgbench_threads": 1,
             "gateway_pool": max(plan.conns),
+            "gateway_workers": gateway_workers({}),
             "gateway_log_level": plan.gateway_log_level,
             "quiet_wait_seconds": plan.quiet_wait,
             "retries": plan.retries,
@@ -556,6 +651,21 @@ def run(plan: Plan) -> int:
         gateway = start_gateway(plan, CARDS_RATE_LIMIT_RPS="0")
         target = dataclasses.replace(target, gateway_pid=gateway.pid)
         result["rate_limiter"] += measure_rate_limiter(plan, target, data, token, "off")
+        stop_gateway(gateway)
+        result["workers"] = []
+        for workers in (1, 2):
+            gateway = start_gateway(plan, CARDS_WORKERS=str(workers))
+            target = dataclasses.replace(target, gateway_pid=gateway.pid)
+            result["workers"] += measure_workers(plan, target, data, token, workers)
+            stop_gateway(gateway)
+            gateway = None
+        if plan.mode == "full":
+            workers = gateway_workers({})
+            gateway = start_peer(plan, workers)
+            target = dataclasses.replace(target, gateway_pid=gateway.pid)
+            result["peer"] = {"workers": workers, "runs": measure_peer(plan, target, data, token)}
+            stop_gateway(gateway)
+            gateway = None
         result["cards_table_bytes_after"] = asyncio.run(_table_bytes(dsn))
     except KeyboardInterrupt:
         plan.failures.append("interrupted")

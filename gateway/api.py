@@ -228,6 +228,8 @@ async def _json_body(request: web.Request) -> bytes:
         raise Problem(
             "payload-too-large", f"the request body is over {request.app[CONFIG].max_body_bytes} bytes"
         )
+    if request.content.is_eof():  # the whole body has arrived already: nothing to wait for
+        return await request.read()
     seconds = request.app[CONFIG].body_timeout_s
     try:
         async with asyncio.timeout(seconds):  # a slow client does not keep its request open for ever
@@ -250,8 +252,9 @@ def _sendable(text: str) -> bool:
     return "\x00" not in text
 
 
-def _json(text: str, status: int, headers: dict | None = None) -> web.Response:
-    return web.Response(body=text.encode(), status=status, content_type=JSON, headers=headers)
+def _json(body: bytes, status: int, headers: dict | None = None) -> web.Response:
+    """SQL's JSON as it arrived (db.py hands `json` over as bytes)."""
+    return web.Response(body=body, status=status, content_type=JSON, headers=headers)
 
 
 def _card(row: asyncpg.Record) -> web.Response:

@@ -78,6 +78,8 @@ class Config:
     tenant_pool_share: float = 0.5
     # Card Center (gateway/center/): how long a sign-in lasts at most.
     session_ttl_s: float = 12 * 3600.0
+    # Gateway processes serving the port (SO_REUSEPORT), each with its own pool: one per core.
+    workers: int = field(default_factory=lambda: len(os.sched_getaffinity(0)))
 
     def __post_init__(self) -> None:
         if self.pool_min > self.pool_max:
@@ -185,4 +187,5 @@ _NUMBERS = (
     ("CARDS_RATE_LIMIT_BURST", "rate_limit_burst", int, 1, None),
     ("CARDS_TENANT_POOL_SHARE", "tenant_pool_share", float, 0.01, 1),
     ("CARDS_SESSION_TTL_S", "session_ttl_s", float, 1, 30 * 86400),
+    ("CARDS_WORKERS", "workers", int, 1, 256),
 )

@@ -14,6 +14,12 @@ GATEWAY_ROLE = "cards_gateway"
 COMMAND_GRACE_S = 1.0
 
 
+async def _json_as_bytes(conn: asyncpg.Connection) -> None:
+    """`json` values arrive as the bytes PostgreSQL sent, which the gateway sends on as they are:
+    decoding them to str and encoding them again cost two copies of every answer."""
+    await conn.set_type_codec("json", schema="pg_catalog", encoder=bytes, decoder=bytes, format="binary")
+
+
 async def _keep_session(conn: asyncpg.Connection) -> None:
     """Release a connection as it is. asyncpg's default reset (RESET ALL, UNLISTEN *, …) costs a
     round trip per request; ours leave no session state behind: each call is one autocommit
@@ -37,6 +43,7 @@ class Database:
             min_size=c.pool_min,
             max_size=c.pool_max,
             reset=_keep_session,
+            init=_json_as_bytes,
             command_timeout=c.statement_timeout_ms / 1000 + COMMAND_GRACE_S,
             server_settings={
                 # Least privilege even when DATABASE_URL is an owner's or a superuser's DSN.

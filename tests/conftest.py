@@ -285,9 +285,15 @@ free_port, gateway_env = devstack.free_port, devstack.gateway_env
 
 def process_env(database: str, port: int, **settings: str) -> dict[str, str]:
     """The environment of a `python -m gateway` process of the tests: the database, the port, the
-    tests' JWT secret in a development run, and `settings`."""
+    tests' JWT secret in a development run, one worker (its pid is the process's: memory and signals
+    are read from it; tests/test_workers.py sets its own), and `settings`."""
     return gateway_env(
-        DATABASE_URL=database, PORT=str(port), CARDS_JWT_SECRET=JWT_SECRET, CARDS_DEV="1", **settings
+        DATABASE_URL=database,
+        PORT=str(port),
+        CARDS_JWT_SECRET=JWT_SECRET,
+        CARDS_DEV="1",
+        CARDS_WORKERS="1",
+        **settings,
     )
 
 

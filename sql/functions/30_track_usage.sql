@@ -32,47 +32,74 @@ LANGUAGE plpgsql
 VOLATILE
 AS $$
 DECLARE
+    -- A card's count is split over 16 slot rows (sql/schema/0002_tables.sql).
+    v_slot smallint := (hashtextextended(p_workflow_id || chr(31) || p_run_id, 0) & 15)::smallint;
+    v_live boolean;
     v_recorded_at timestamptz;
-    v_deduplicated boolean := false;
+    v_usage_count bigint;
 BEGIN
-    PERFORM cards._require_live_card(p_tenant_id, p_card_id);  -- sql/functions/40_card_lifecycle.sql
+    -- One statement for a new report: the card is live, the event is new (the primary key
+    -- makes the dedupe exact: a concurrent identical report waits for this one's commit and
+    -- then finds the conflict), its slot counts it (the last write, so the slot's row lock is
+    -- held briefly), and the count is that slot's new value plus the others'.
+    WITH live_card AS (
+        SELECT c.card_id FROM cards.cards AS c
+        WHERE c.tenant_id = p_tenant_id AND c.card_id = p_card_id AND c.deleted_at IS NULL
+    ),
 
-    -- The primary key makes the dedupe exact: a concurrent identical report waits for
-    -- this one's commit and then finds the conflict.
-    INSERT INTO cards.card_usage (tenant_id, card_id, workflow_id, run_id, metadata)
-    VALUES (p_tenant_id, p_card_id, p_workflow_id, p_run_id, p_metadata)
-    ON CONFLICT (tenant_id, card_id, workflow_id, run_id) DO NOTHING
-    RETURNING recorded_at INTO v_recorded_at;
+    recorded AS (
+        INSERT INTO cards.card_usage (tenant_id, card_id, workflow_id, run_id, metadata)
+        SELECT p_tenant_id, l.card_id, p_workflow_id, p_run_id, p_metadata FROM live_card AS l
+        ON CONFLICT (tenant_id, card_id, workflow_id, run_id) DO NOTHING
+        RETURNING recorded_at
+    ),
 
-    IF FOUND THEN
-        -- Last write of the transaction, so the slot's row lock is held briefly.
+    counted AS (
         INSERT INTO cards.card_usage_counters AS n (tenant_id, card_id, slot, usage_count, last_used_at)
-        VALUES (
-            p_tenant_id, p_card_id,
-            (hashtextextended(p_workflow_id || chr(31) || p_run_id, 0) & 15)::smallint,
-            1, v_recorded_at
-        )
+        SELECT p_tenant_id, p_card_id, v_slot, 1, r.recorded_at FROM recorded AS r
         ON CONFLICT (tenant_id, card_id, slot) DO UPDATE
-        SET usage_count = n.usage_count + 1, last_used_at = greatest(n.last_used_at, excluded.last_used_at);
-    ELSE
-        v_deduplicated := true;
-        SELECT u.recorded_at INTO v_recorded_at FROM cards.card_usage AS u
-        WHERE
-            u.tenant_id = p_tenant_id AND u.card_id = p_card_id
-            AND u.workflow_id = p_workflow_id AND u.run_id = p_run_id;
-    END IF;
+        SET usage_count = n.usage_count + 1, last_used_at = greatest(n.last_used_at, excluded.last_used_at)
+        RETURNING n.usage_count
+    )
 
-    RETURN QUERY SELECT
-        json_build_object(
-            'card_id', p_card_id,
-            'usage_count', (
+    SELECT
+        EXISTS (SELECT FROM live_card),
+        (SELECT r.recorded_at FROM recorded AS r),
+        (SELECT c.usage_count FROM counted AS c) + (
+            SELECT coalesce(sum(o.usage_count), 0)::bigint FROM cards.card_usage_counters AS o
+            WHERE o.tenant_id = p_tenant_id AND o.card_id = p_card_id AND o.slot <> v_slot
+        )
+    INTO v_live, v_recorded_at, v_usage_count;
+
+    IF NOT v_live THEN
+        RAISE EXCEPTION USING ERRCODE = 'CKNFD', MESSAGE = 'No such card.';
+    END IF;
+    IF v_recorded_at IS NULL THEN
+        -- A repeat: its first report and the count, in a new statement, so with a new
+        -- snapshot: it also sees a first report committed while this one waited for it.
+        SELECT
+            (
+                SELECT u.recorded_at FROM cards.card_usage AS u
+                WHERE
+                    u.tenant_id = p_tenant_id AND u.card_id = p_card_id
+                    AND u.workflow_id = p_workflow_id AND u.run_id = p_run_id
+            ),
+            (
                 SELECT coalesce(sum(n.usage_count), 0)::bigint FROM cards.card_usage_counters AS n
                 WHERE n.tenant_id = p_tenant_id AND n.card_id = p_card_id
-            ),
-            'deduplicated', v_deduplicated,
-            'recorded_at', cards._rfc3339(v_recorded_at)
-        ),
-        v_deduplicated;
+            )
+        INTO v_recorded_at, v_usage_count;
+        deduplicated := true;
+    ELSE
+        deduplicated := false;
+    END IF;
+    response := json_build_object(
+        'card_id', p_card_id,
+        'usage_count', v_usage_count,
+        'deduplicated', deduplicated,
+        'recorded_at', cards._rfc3339(v_recorded_at)
+    );
+    RETURN NEXT;
 END
 $$;
 
