@@ -362,7 +362,7 @@ async def import_chunk(request: web.Request) -> web.Response:
     key = "center-import-" + hashlib.sha256(body).hexdigest()
     row = await _db(request).fetchrow(BATCH, _tenant(request), body, key)
     headers = {"Idempotent-Replayed": "true"} if row["replayed"] else None
-    return web.Response(body=row["response"].encode(), status=201, content_type=_JSON, headers=headers)
+    return web.Response(body=row["response"], status=201, content_type=_JSON, headers=headers)
 
 
 # --- usage ---
