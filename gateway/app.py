@@ -75,6 +75,8 @@ async def observe(request: web.Request, handler) -> web.StreamResponse:
         response = problem.response(trace_id)
     response.headers["X-Trace-ID"] = trace_id
     quota = request.get(QUOTA)
+    if quota is None and LIMITER in request.app and request.path.startswith("/api/"):
+        quota = request.app[LIMITER].unspent  # every /api/ answer carries the headers
     if quota is not None and "RateLimit" not in response.headers:
         response.headers.update(quota.headers())
     seconds = time.perf_counter() - started

@@ -71,6 +71,9 @@ class RateLimiter:
     def __init__(self, take: Take, default_rps: float, default_burst: int) -> None:
         self._take, self._rps, self._burst = take, default_rps, default_burst
         self._leases: dict[uuid.UUID, _Lease] = {}
+        # What an answer that spent nothing says (a 401 names no tenant; a 403 is refused first):
+        # the default policy, whole.
+        self.unspent = Quota(default_burst, max(1, math.ceil(default_burst / default_rps)), default_burst, 0)
 
     async def acquire(self, tenant: uuid.UUID) -> Quota:
         """One request of the tenant's budget, or a 429 problem (with Retry-After and the headers)."""

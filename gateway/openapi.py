@@ -566,7 +566,8 @@ def H(name: str) -> dict:
     return ref("headers", name)
 
 
-# Every /api/ answer carries the tenant's rate limit headers (on a 401 there is no tenant yet).
+# Every /api/ answer carries the rate limit headers: the tenant's, or the default policy whole when
+# the request spent nothing (a 401 names no tenant).
 ANSWER_HEADERS = {"X-Trace-ID": H("X-Trace-ID")}
 TEXT = {"type": "string"}
 
@@ -634,7 +635,7 @@ def _operation(route) -> dict:
     responses = route.responses | _problems(*errors, *_API_ERRORS)
     limits = {"RateLimit-Policy": H("RateLimit-Policy"), "RateLimit": H("RateLimit")}
     op["responses"] = {
-        status: response if status == "401" else response | {"headers": response["headers"] | limits}
+        status: response | {"headers": response["headers"] | limits}
         for status, response in sorted(responses.items())
     }
     return op

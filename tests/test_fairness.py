@@ -64,6 +64,18 @@ async def test_gateways_share_one_budget_per_tenant(make_client, config, admin, 
     assert served == 10
 
 
+async def test_an_answer_that_spent_nothing_carries_the_default_policy_whole(client, admin, tenant):
+    reader = admin.new_key(tenant, scopes=["cards:read"])
+    for response in [
+        await client.post(RETRIEVE, json=ANY_IDS),  # 401: no tenant named
+        await client.post("/api/v1/cards/batch", json=cards("x"), headers=reader.auth),  # 403 scope
+    ]:
+        assert response.status in (401, 403)
+        assert response.headers["RateLimit-Policy"] == '"tenant";q=2000;w=2'
+        assert response.headers["RateLimit"] == '"tenant";r=2000;t=0'
+    assert "RateLimit" not in (await client.get("/health")).headers
+
+
 async def test_failed_authentication_and_scope_refusals_do_not_spend_the_budget(make_client, admin, tenant):
     admin.value("SELECT cards.set_tenant_limits(%s, 0.5, 2)", tenant.id)
     reader = admin.new_key(tenant, scopes=["cards:read"])
