@@ -39,7 +39,10 @@ ORDER BY 1
 FUNCTION_ACLS = """
 SELECT p.oid::regprocedure::text, p.proowner::regrole::text, p.proacl::text, p.prosecdef,
        p.proconfig::text
-FROM pg_proc AS p WHERE p.pronamespace = 'cards'::regnamespace ORDER BY 1
+FROM pg_proc AS p
+-- schema_version() reads the coordinator's own bookkeeping and stays there
+WHERE p.pronamespace = 'cards'::regnamespace AND p.prosrc !~ 'cards_meta\\.'
+ORDER BY 1
 """
 PUBLIC_EXECUTE = """
 SELECT p.oid::regprocedure::text FROM pg_proc AS p
@@ -263,3 +266,41 @@ async def test_a_stopped_worker_fails_only_its_own_tenants_with_a_503(client, st
     assert failed.status == 503, await failed.text()
     assert failed.content_type == "application/problem+json"
     assert (await failed.json())["type"].endswith("service-unavailable")
+
+
+def test_a_database_migrated_on_one_node_is_distributed_with_its_rows_once_citus_is_added(
+    database: str, workers: list[str]
+):
+    """The move docs/SCALING.md describes: a database migrated without Citus (a restore of
+    a single node's), then given Citus and the workers, is distributed by the next run."""
+    name = f"cards_moved_{uuid.uuid4().hex[:8]}"
+    nodes = [database, *workers]
+    for dsn in nodes:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+    moved = [urlsplit(dsn)._replace(path=f"/{name}").geturl() for dsn in nodes]
+    migrate = [sys.executable, "-m", "gateway.migrate", moved[0]]
+    try:
+        subprocess.run(migrate, cwd=ROOT, check=True, capture_output=True)
+        tenant = rows(moved[0], "SELECT cards.create_tenant('before')")[0][0]
+        rows(moved[0], 'SELECT 1 FROM cards.batch_create(%s, \'[{"title": "Kept", "content": 1}]\')', tenant)
+        for dsn in moved:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute("CREATE EXTENSION citus")
+        with psycopg.connect(moved[0], autocommit=True) as conn:
+            host, port = urlsplit(moved[0]).hostname, urlsplit(moved[0]).port
+            conn.execute("SELECT citus_set_coordinator_host(%s, %s)", (host, port))
+            for worker in workers:
+                conn.execute(
+                    "SELECT citus_add_node(%s, %s)", (urlsplit(worker).hostname, urlsplit(worker).port)
+                )
+        subprocess.run(migrate, cwd=ROOT, check=True, capture_output=True)
+        assert len(rows(moved[0], "SELECT * FROM pg_dist_partition")) == len(rows(moved[0], TENANT_TABLES))
+        listed = rows(moved[0], "SELECT cards.list_cards(%s, NULL, NULL, NULL, NULL, NULL, NULL)", tenant)[0][
+            0
+        ]
+        assert [card["title"] for card in listed["cards"]] == ["Kept"]
+    finally:
+        for dsn in nodes:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
