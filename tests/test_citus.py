@@ -304,3 +304,18 @@ def test_a_database_migrated_on_one_node_is_distributed_with_its_rows_once_citus
         for dsn in nodes:
             with psycopg.connect(dsn, autocommit=True) as conn:
                 conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+def test_no_table_of_the_schema_is_left_on_the_coordinator_alone(database: str):
+    """A table without tenant_id would stay a local table of the coordinator, where no
+    delegated function could reach it: one added must lead with tenant_id (sql/CONVENTIONS.md)."""
+    assert (
+        rows(
+            database,
+            """SELECT c.oid::regclass::text FROM pg_class AS c
+               WHERE c.relnamespace = 'cards'::regnamespace AND c.relkind IN ('r', 'p')
+                 AND NOT c.relispartition
+                 AND NOT EXISTS (SELECT FROM pg_dist_partition AS p WHERE p.logicalrelid = c.oid)""",
+        )
+        == []
+    )
