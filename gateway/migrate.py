@@ -18,7 +18,7 @@ import asyncpg
 
 SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
 _VERSIONED = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
-# On Citus these lines are left out of every file (see _citus_text).
+# On Citus these lines are left out of every file (see _execute).
 _ROLE_SWITCH = re.compile(
     r"^[ \t]*(?:SET[ \t]+LOCAL[ \t]+ROLE[ \t]+cards_owner|RESET[ \t]+ROLE)[ \t]*;[ \t]*$", re.I | re.M
 )
@@ -173,9 +173,7 @@ async def migrate(dsn: str, sql_dir: Path = SQL_DIR) -> list[str]:
     the functions dropped, as `drop <signature>`)."""
     conn = await asyncpg.connect(dsn)
     try:
-        citus = await conn.fetchval(
-            "SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extname = 'citus')"
-        )
+        citus = await conn.fetchval(_CITUS_PRESENT)
         if citus:
             await conn.execute((sql_dir / "citus" / "00_roles.sql").read_text())
         async with conn.transaction():

@@ -10,7 +10,7 @@ from pathlib import Path
 import psycopg
 import pytest
 
-from gateway.migrate import SQL_DIR, AppliedMigrationChanged, migrate
+from gateway.migrate import SQL_DIR, AppliedMigrationChanged, migrate, split_statements
 
 PROBE = """-- A probe function of the tests.
 CREATE OR REPLACE FUNCTION cards.probe({args})
@@ -132,3 +132,17 @@ async def test_the_drop_spares_what_the_schema_is_built_on(migrated: str, sql_di
     applied = await migrate(migrated, sql_dir)
     assert [name for name in applied if name.startswith("drop ")] == []
     assert value(migrated, "SELECT to_regprocedure('cards.search_vector(text, jsonb)') IS NOT NULL")
+
+
+def test_a_file_splits_into_statements_only_at_semicolons_outside_quotes_bodies_and_comments():
+    text = (
+        "SELECT 'a;b', \"c;d\";\n"
+        "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $body$ SELECT 1; $body$; -- after;\n"
+        "/* a; comment */ SELECT E'it\\'s; here';\n"
+        "-- only a comment; at the end\n"
+    )
+    assert split_statements(text) == [
+        "SELECT 'a;b', \"c;d\";",
+        "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $body$ SELECT 1; $body$;",
+        "-- after;\n/* a; comment */ SELECT E'it\\'s; here';",
+    ]

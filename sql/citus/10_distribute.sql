@@ -41,6 +41,36 @@ BEGIN
         EXECUTE format('ALTER ROUTINE %s OWNER TO cards_owner', v_function);
     END LOOP;
 
+    -- First the functions that do not take the tenant and depend on no table of the schema:
+    -- the policies call two of them (current_tenant_id, in_maintenance_scope), which must
+    -- exist on the workers before a table with policies is distributed.
+    FOR v_function IN
+        SELECT p.oid FROM pg_catalog.pg_proc AS p
+        WHERE p.pronamespace = 'cards'::regnamespace
+          AND NOT (p.pronargs >= 1 AND p.proargtypes[0] = 'uuid'::regtype AND p.proargnames[1] = 'p_tenant_id')
+          AND p.prosrc !~ 'cards_meta\.'  -- schema_version(): the coordinator's bookkeeping stays there
+          AND NOT EXISTS (
+              SELECT FROM pg_catalog.pg_depend AS d
+              WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = p.oid
+                AND (
+                    d.deptype = 'e'
+                    OR d.refclassid = 'pg_catalog.pg_class'::regclass AND d.refobjid IN (
+                        SELECT c.oid FROM pg_catalog.pg_class AS c WHERE c.relnamespace = 'cards'::regnamespace
+                    )
+                    OR d.refclassid = 'pg_catalog.pg_type'::regclass AND d.refobjid IN (
+                        SELECT c.reltype FROM pg_catalog.pg_class AS c WHERE c.relnamespace = 'cards'::regnamespace
+                    )
+                )
+          )
+          AND NOT EXISTS (
+              SELECT FROM pg_catalog.pg_dist_object AS o
+              WHERE o.classid = 'pg_catalog.pg_proc'::regclass AND o.objid = p.oid
+          )
+        ORDER BY p.oid
+    LOOP
+        PERFORM pg_catalog.create_distributed_function(v_function);
+    END LOOP;
+
     -- Tables: cards.cards anchors the co-location group; then every other table with a
     -- tenant_id, each once every table it references is distributed (a foreign key
     -- between distributed tables must stay within one co-location group).
@@ -72,15 +102,15 @@ BEGIN
         RAISE EXCEPTION 'a table with tenant_id references a table that cannot be distributed';
     END IF;
 
-    -- Functions, once the tables they read are distributed (Citus refuses a function
-    -- whose SQL body or row type depends on a local table). Those that take the tenant
+    -- The other functions, once the tables they read are distributed (Citus refuses a
+    -- function whose SQL body or row type depends on a local table). Those that take the tenant
     -- first are delegated; every other one is created on every node, not delegated:
     -- delegated functions and the policies call the private helpers, and Citus does not
     -- propagate what a function body calls.
     FOR v_function, v_tenant_first IN
         SELECT p.oid, p.pronargs >= 1 AND p.proargtypes[0] = 'uuid'::regtype AND p.proargnames[1] = 'p_tenant_id'
         FROM pg_catalog.pg_proc AS p
-        WHERE p.pronamespace = 'cards'::regnamespace
+        WHERE p.pronamespace = 'cards'::regnamespace AND p.prosrc !~ 'cards_meta\.'
           AND NOT EXISTS (
               SELECT FROM pg_catalog.pg_depend AS d
               WHERE d.classid = 'pg_catalog.pg_proc'::regclass AND d.objid = p.oid AND d.deptype = 'e'
