@@ -49,9 +49,7 @@ async def guard(request: web.Request, scope: str) -> uuid.UUID:
 
 async def call(request: web.Request, sql: str, tenant: uuid.UUID, *args: object) -> asyncpg.Record:
     """`sql(tenant, *args)` on a pooled connection, within the tenant's share of the pool."""
-    db = request.app[DB]
-    async with db.slots.hold(tenant):
-        return await db.fetchrow(sql, tenant, *args)
+    return await request.app[DB].call(sql, tenant, *args)
 
 
 # --- the SQL each route calls: the tenant first, then the raw inputs ---

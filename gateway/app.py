@@ -41,6 +41,9 @@ log = logging.getLogger("cards.gateway")
 access_log = logging.getLogger("cards.access")
 
 LINGERING_S = 10.0  # aiohttp's default
+# What the access log and the metrics say of a request whose client left before it was read
+# (nginx's convention): not a 5xx, which would page someone for a client's hang-up.
+CLIENT_CLOSED_REQUEST = 499
 MAX_REQUEST_LINE_BYTES = 128 * 1024
 _TRACE_ID = re.compile(r"[A-Za-z0-9._-]{1,128}")
 __all__ = ["DB", "SCHEMA_VERSION", "init_app"]
@@ -55,13 +58,17 @@ async def observe(request: web.Request, handler) -> web.StreamResponse:
     trace_id = request.headers.get("X-Trace-ID", "")
     if not _TRACE_ID.fullmatch(trace_id):
         trace_id = _new_trace_id()
-    app_metrics = request.app[METRICS]
     try:
         response = await handler(request)
     except Problem as problem:
         response = problem.response(trace_id)
     except web.HTTPException as exc:  # the router's 404 and 405, request.read()'s 413
         response = from_http(exc).response(trace_id)
+    except ConnectionResetError:  # the client hung up before its body arrived: nobody to answer
+        response = web.Response(status=CLIENT_CLOSED_REQUEST)
+    except asyncio.CancelledError:  # aiohttp cancels the handler of a client that hung up
+        _account(request, CLIENT_CLOSED_REQUEST, started, trace_id)
+        raise
     except Exception as exc:
         problem = from_database(exc)
         if problem is None:
@@ -70,7 +77,7 @@ async def observe(request: web.Request, handler) -> web.StreamResponse:
                 "internal-error", "an unexpected error occurred; quote the trace_id when reporting it"
             )
         elif problem.status >= 500:
-            app_metrics.db_errors.labels("timeout" if problem.status == 504 else "unavailable").inc()
+            request.app[METRICS].db_errors.labels("timeout" if problem.status == 504 else "unavailable").inc()
             log.warning("database error: %r", exc, extra={"trace_id": trace_id})
         response = problem.response(trace_id)
     response.headers["X-Trace-ID"] = trace_id
@@ -79,10 +86,16 @@ async def observe(request: web.Request, handler) -> web.StreamResponse:
         quota = request.app[LIMITER].unspent  # every /api/ answer carries the headers
     if quota is not None and "RateLimit" not in response.headers:
         response.headers.update(quota.headers())
+    _account(request, response.status, started, trace_id)
+    return response
+
+
+def _account(request: web.Request, status: int, started: float, trace_id: str) -> None:
+    """The request's metrics and its access log line."""
     seconds = time.perf_counter() - started
     resource = request.match_info.route.resource
     route = resource.canonical if resource is not None else "unmatched"
-    app_metrics.observe(route, request.method, response.status, seconds)
+    request.app[METRICS].observe(route, request.method, status, seconds)
     principal = request.get(PRINCIPAL)
     access_log.info(
         "request",
@@ -91,11 +104,10 @@ async def observe(request: web.Request, handler) -> web.StreamResponse:
             "tenant": str(principal.tenant) if principal else None,
             "method": request.method,
             "route": route,
-            "status": response.status,
+            "status": status,
             "duration_ms": round(seconds * 1000, 3),
         },
     )
-    return response
 
 
 def _trace_ids() -> Iterator[str]:
@@ -190,7 +202,8 @@ def init_app(config: Config) -> web.Application:
         extra = {"expect_handler": _continue_if_within_limit} if route.request else {}
         app.router.add_route(route.method, route.path, handler, **extra)
     app.router.add_get("/docs/static/{name}", apidocs.asset)  # Swagger UI's files, not an operation
-    center.setup(app, database, app[AUTH], config)  # the Card Center's pages (gateway/center/)
+    # The Card Center (gateway/center/): its pages share the API's credentials and rate limit.
+    center.setup(app, database, app[AUTH], config, app.get(LIMITER))
     return app
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import uuid
+
 import asyncpg
 
 from .config import Config
@@ -57,6 +60,15 @@ class Database:
         if self.pool is not None:
             await self.pool.close()
 
+    async def call(self, query: str, tenant: uuid.UUID, *args: object) -> asyncpg.Record:
+        """`query(tenant, *args)` within the tenant's share of the pool (`slots`): what every request
+        made for a tenant runs through, the API's and the Card Center's alike."""
+        await self.slots.take(tenant)
+        try:
+            return await self.fetchrow(query, tenant, *args)
+        finally:
+            self.slots.give(tenant)
+
     async def fetchrow(self, query: str, *args: object) -> asyncpg.Record:
         """Runs one statement on a pooled connection: one round trip once the statement is prepared.
         Connecting, waiting for a free connection and the statement itself are each bounded: no
@@ -64,7 +76,9 @@ class Database:
         assert self.pool is not None, "the pool opens in the app's cleanup context"
         self.waiters += 1
         try:
-            conn = await self.pool.acquire(timeout=self.config.pool_timeout_s)
+            # asyncio.timeout, not acquire(timeout=): asyncpg's wait_for makes a task per call.
+            async with asyncio.timeout(self.config.pool_timeout_s):
+                conn = await self.pool.acquire()
         except (OSError, TimeoutError) as exc:
             raise DatabaseUnavailable(repr(exc)) from exc
         finally:

@@ -14,7 +14,6 @@ import math
 import time
 import uuid
 from collections.abc import Awaitable, Callable
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 
 from .errors import Problem
@@ -139,26 +138,34 @@ class TenantSlots:
         self._slots: dict[uuid.UUID, asyncio.Semaphore] = {}
         self._users: dict[uuid.UUID, int] = {}
 
-    @asynccontextmanager
-    async def hold(self, tenant: uuid.UUID):
+    async def take(self, tenant: uuid.UUID) -> None:
+        """One of the tenant's slots; `give` it back when the call is done. A free slot is taken at
+        once (no timer: that is every request but those of a tenant at its cap)."""
         slots = self._slots.get(tenant)
         if slots is None:
             slots = self._slots[tenant] = asyncio.Semaphore(self.cap)
         self._users[tenant] = self._users.get(tenant, 0) + 1
         try:
-            try:
+            if slots.locked():
                 async with asyncio.timeout(self._timeout):
                     await slots.acquire()
-            except TimeoutError:
-                raise Problem(
-                    "service-unavailable",
-                    f"this tenant's {self.cap} connections (its share of the pool) stayed busy; retry",
-                ) from None
-            try:
-                yield
-            finally:
-                slots.release()
-        finally:
-            self._users[tenant] -= 1
-            if not self._users[tenant]:  # nobody holds or waits: forget it
-                del self._users[tenant], self._slots[tenant]
+            else:
+                await slots.acquire()  # does not suspend: a slot is free
+        except TimeoutError:
+            self._left(tenant)
+            raise Problem(
+                "service-unavailable",
+                f"this tenant's {self.cap} connections (its share of the pool) stayed busy; retry",
+            ) from None
+        except BaseException:  # cancelled while waiting
+            self._left(tenant)
+            raise
+
+    def give(self, tenant: uuid.UUID) -> None:
+        self._slots[tenant].release()
+        self._left(tenant)
+
+    def _left(self, tenant: uuid.UUID) -> None:
+        self._users[tenant] -= 1
+        if not self._users[tenant]:  # nobody holds or waits: forget it
+            del self._users[tenant], self._slots[tenant]

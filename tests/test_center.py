@@ -8,6 +8,7 @@ import asyncio
 import hashlib
 import re
 import time
+import uuid
 
 import pytest
 
@@ -180,6 +181,23 @@ async def test_a_session_without_the_write_scope_may_read_but_not_delete(make_cl
     assert response.status == 403
     assert "cards:write" in await response.text()
     assert admin.card_count(tenant) == 1
+
+
+# --- fairness ---
+
+
+async def test_pages_spend_the_tenants_rate_limit_that_api_calls_spend_too(client, admin, tenant):
+    """A person clicking through pages draws from the same budget as the tenant's services, so
+    neither can starve the other's tenants."""
+    cookie = await sign_in(client, tenant.key)
+    admin.value("SELECT cards.set_tenant_limits(%s, 0.5, 2)", tenant.id)
+    statuses = [(await client.get("/center/", headers=jar(cookie))).status for _ in range(3)]
+    assert statuses == [200, 200, 429]
+    refused = await client.get("/center/", headers=jar(cookie))
+    assert refused.status == 429 and int(refused.headers["Retry-After"]) >= 1
+    assert "rate limit" in await refused.text()
+    api = await client.post("/api/v1/cards/retrieve", json={"ids": [str(uuid.uuid4())]}, headers=tenant.auth)
+    assert api.status == 429
 
 
 # --- cross-site requests ---

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import time
 import uuid
@@ -102,6 +103,27 @@ async def test_a_body_that_does_not_arrive_in_time_is_a_408_problem_and_the_conn
     assert problem["type"] == "/problems/request-timeout" and problem["status"] == 408
     metrics = await (await client.get("/metrics")).text()
     assert 'route="/api/v1/cards/retrieve",status="408"} 1.0' in metrics
+
+
+async def test_a_client_that_hangs_up_before_its_body_arrived_is_counted_499_not_an_error(
+    make_client, tenant, caplog
+):
+    client = await make_client()
+    _, writer = await asyncio.open_connection(client.host, client.port)
+    writer.write(_head(tenant, 100, b'{"ids": ['))
+    await writer.drain()
+    await asyncio.sleep(0.2)  # its key is looked up; its body is awaited
+    writer.close()
+    await writer.wait_closed()
+    metrics = ""
+    for _ in range(50):  # the server notices the hang-up on its own time
+        metrics = await (await client.get("/metrics")).text()
+        if 'route="/api/v1/cards/retrieve",status="499"} 1.0' in metrics:
+            break
+        await asyncio.sleep(0.05)
+    assert 'route="/api/v1/cards/retrieve",status="499"} 1.0' in metrics
+    assert 'status="500"' not in metrics
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
 
 
 async def test_a_client_sending_its_body_slowly_holds_no_database_connection(make_client, tenant):

@@ -16,6 +16,7 @@ from ..auth import Authenticator
 from ..config import Config
 from ..db import Database
 from ..errors import Problem, from_database, from_http
+from ..limits import RateLimiter
 from . import pages
 from .sessions import Sessions
 
@@ -34,9 +35,17 @@ SECURITY_HEADERS = {
 _UNSAFE = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
-def setup(app: web.Application, database: Database, auth: Authenticator, config: Config) -> None:
+def setup(
+    app: web.Application,
+    database: Database,
+    auth: Authenticator,
+    config: Config,
+    limiter: RateLimiter | None = None,
+) -> None:
     center = web.Application(middlewares=[guard])
     center[pages.DB], center[pages.AUTH] = database, auth
+    if limiter is not None:
+        center[pages.LIMITER] = limiter
     center[pages.SESSIONS] = Sessions(database, config.session_ttl_s, config.auth_cache_ttl_s)
     templates = jinja2.FileSystemLoader(HERE / "templates")
     env = aiohttp_jinja2.setup(center, loader=templates, autoescape=True)
@@ -90,7 +99,9 @@ async def guard(request: web.Request, handler) -> web.StreamResponse:
 def _error_page(request: web.Request, problem: Problem) -> web.StreamResponse:
     if request.match_info.route.name == "import_chunk":
         raise problem
-    return pages.render(request, "error.html", problem.status, problem=problem)
+    response = pages.render(request, "error.html", problem.status, problem=problem)
+    response.headers.update(problem.headers)  # Retry-After of a 429, for one
+    return response
 
 
 def _same_origin(request: web.Request) -> None:

@@ -30,11 +30,13 @@ from ..api import (
 from ..auth import Authenticator
 from ..db import Database
 from ..errors import Problem, from_database
+from ..limits import RateLimiter
 from .sessions import COOKIE, Session, Sessions
 
 DB = web.AppKey("center_db", Database)
 AUTH = web.AppKey("center_auth", Authenticator)
 SESSIONS = web.AppKey("center_sessions", Sessions)
+LIMITER = web.AppKey("center_limiter", RateLimiter)
 SESSION = web.RequestKey("center_session", Session)
 
 PAGE_SIZE = 50
@@ -67,6 +69,8 @@ def signed_in(scope: str) -> Callable[[Handler], Handler]:
             if scope not in session.scopes:
                 raise Problem("forbidden", f"this needs the {scope} scope, which your sign-in does not have")
             request[SESSION] = session
+            if LIMITER in request.app:  # a page spends the tenant's rate limit as an API call does
+                await request.app[LIMITER].acquire(session.tenant)
             return await handler(request)
 
         return guarded
@@ -154,7 +158,7 @@ async def card_list(request: web.Request) -> web.Response:
     error, page = None, {"cards": [], "next_cursor": None}
     try:
         tags = [filters["tag"]] if filters["tag"] else None
-        row = await _db(request).fetchrow(
+        row = await _db(request).call(
             LIST_CARDS,
             _tenant(request),
             filters["kind"] or None,
@@ -190,8 +194,8 @@ async def card_list(request: web.Request) -> web.Response:
 @signed_in("cards:read")
 async def card_page(request: web.Request) -> web.Response:
     card_id = request.match_info["id"]
-    row = await _db(request).fetchrow(GET_CARD, _tenant(request), card_id)
-    history = await _db(request).fetchrow(USAGE_HISTORY, _tenant(request), card_id, str(RECENT_USAGE), None)
+    row = await _db(request).call(GET_CARD, _tenant(request), card_id)
+    history = await _db(request).call(USAGE_HISTORY, _tenant(request), card_id, str(RECENT_USAGE), None)
     usage = orjson.loads(history["response"])
     return render(
         request,
@@ -205,7 +209,7 @@ async def card_page(request: web.Request) -> web.Response:
 
 @signed_in("cards:read")
 async def edit_page(request: web.Request) -> web.Response:
-    row = await _db(request).fetchrow(GET_CARD, _tenant(request), request.match_info["id"])
+    row = await _db(request).call(GET_CARD, _tenant(request), request.match_info["id"])
     card = orjson.loads(row["card"])
     values = _form_values(card)
     return render(
@@ -227,7 +231,7 @@ async def save_card(request: web.Request) -> web.Response:
     etag = _text(form.get("etag")) or None
     if not errors:
         try:
-            await _db(request).fetchrow(UPDATE_CARD, _tenant(request), card_id, etag, _patch(values))
+            await _db(request).call(UPDATE_CARD, _tenant(request), card_id, etag, _patch(values))
             return redirect(f"/center/cards/{card_id}")
         except asyncpg.PostgresError as exc:
             problem = from_database(exc)
@@ -236,7 +240,7 @@ async def save_card(request: web.Request) -> web.Response:
             if problem.slug == "precondition-failed":
                 return await _conflict(request, card_id, values)
             errors = _field_errors(problem)
-    current = await _db(request).fetchrow(GET_CARD, _tenant(request), card_id)
+    current = await _db(request).call(GET_CARD, _tenant(request), card_id)
     return render(
         request,
         "edit.html",
@@ -250,7 +254,7 @@ async def save_card(request: web.Request) -> web.Response:
 
 
 async def _conflict(request: web.Request, card_id: str, values: dict[str, str]) -> web.Response:
-    row = await _db(request).fetchrow(GET_CARD, _tenant(request), card_id)
+    row = await _db(request).call(GET_CARD, _tenant(request), card_id)
     current = orjson.loads(row["card"])
     return render(
         request,
@@ -319,7 +323,7 @@ def _field_errors(problem: Problem) -> dict[str, str]:
 async def delete_card(request: web.Request) -> web.Response:
     card_id = request.match_info["id"]
     title = _text((await request.post()).get("title"))
-    await _db(request).fetchrow(DELETE_CARD, _tenant(request), card_id)
+    await _db(request).call(DELETE_CARD, _tenant(request), card_id)
     # The title rides along only to name the card on the next page: a deleted card cannot be read.
     return redirect(f"/center/cards/{card_id}/deleted?" + urlencode({"title": title[:500]}))
 
@@ -328,7 +332,7 @@ async def delete_card(request: web.Request) -> web.Response:
 async def deleted_page(request: web.Request) -> web.Response:
     card_id = request.match_info["id"]
     try:
-        await _db(request).fetchrow(GET_CARD, _tenant(request), card_id)
+        await _db(request).call(GET_CARD, _tenant(request), card_id)
     except asyncpg.PostgresError as exc:
         if exc.sqlstate != "CKNFD":
             raise
@@ -340,7 +344,7 @@ async def deleted_page(request: web.Request) -> web.Response:
 @signed_in("cards:write")
 async def restore_card(request: web.Request) -> web.Response:
     card_id = request.match_info["id"]
-    await _db(request).fetchrow(RESTORE_CARD, _tenant(request), card_id)
+    await _db(request).call(RESTORE_CARD, _tenant(request), card_id)
     return redirect(f"/center/cards/{card_id}")
 
 
@@ -360,7 +364,7 @@ async def import_chunk(request: web.Request) -> web.Response:
         raise Problem("unsupported-media-type", f"send the chunk as {_JSON}")
     body = await request.read()
     key = "center-import-" + hashlib.sha256(body).hexdigest()
-    row = await _db(request).fetchrow(BATCH, _tenant(request), body, key)
+    row = await _db(request).call(BATCH, _tenant(request), body, key)
     headers = {"Idempotent-Replayed": "true"} if row["replayed"] else None
     return web.Response(body=row["response"], status=201, content_type=_JSON, headers=headers)
 
@@ -374,7 +378,7 @@ async def usage_page(request: web.Request) -> web.Response:
     days = int(days) if days.isdigit() and int(days) in USAGE_WINDOWS else 30
     today = datetime.datetime.now(datetime.UTC).date()
     start = f"{today - datetime.timedelta(days=days - 1)}T00:00:00Z"
-    row = await _db(request).fetchrow(USAGE_SUMMARY, _tenant(request), start, None, "day")
+    row = await _db(request).call(USAGE_SUMMARY, _tenant(request), start, None, "day")
     summary = orjson.loads(row["response"])
     buckets = summary["buckets"]
     return render(
