@@ -375,7 +375,7 @@ def render(result: dict, latest: dict[str, dict], image: str | None) -> str:
                     f"| {conns} | {on['rps']:,.0f} | {off['rps']:,.0f} | {cost:+.1%} "
                     f"{'✓' if cost < 0.05 else '✗'} | {_ms(on['p95_ms'])} | {_ms(off['p95_ms'])} |"
                 )
-    lines += _workers(result) + _peer(result)
+    lines += _workers(result) + _floor(result) + _peer(result)
     noisy = [
         f"{r['via']} {r['op']} x{r['conns']} ({r['cpu']['other']:.0f} %)"
         for r in result.get("runs", [])
@@ -476,6 +476,39 @@ def _workers(result: dict) -> list[str]:
             f"| {_ms(one['p95_ms'])} | {_ms(two['p95_ms'])} "
             f"| {_per_request(one, 'gateway')} / {_per_request(two, 'gateway')} "
             f"| {_per_request(one, 'postgres')} / {_per_request(two, 'postgres')} |"
+        )
+    return lines
+
+
+def _floor(result: dict) -> list[str]:
+    floor = {(r["op"], r["conns"]): r for r in result.get("floor", []) if r.get("rps")}
+    one = {(r["op"], r["conns"]): r for r in result.get("workers", []) if r.get("workers") == 1}
+    if not floor:
+        return []
+    lines = [
+        "",
+        "### The gateway against the floor under it",
+        "",
+        "`bench/floor.py`: aiohttp + uvloop + asyncpg making the gateway's own SQL call for the same "
+        "requests and nothing else (no key lookup, scope, rate limit, pool share, metrics or log line), "
+        "one process, against the gateway with one worker (`CARDS_WORKERS=1`). The floor's CPU is what "
+        "the framework, the driver and the sockets cost on this machine; the gateway's CPU over it is "
+        "what the gateway's own work costs.",
+        "",
+        "| operation | conns | gateway req/s | floor req/s | gateway / floor | gateway CPU ms / req "
+        "| floor CPU ms / req | the gateway's own ms / req |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for (op, conns), low in sorted(floor.items(), key=lambda item: (OPS.index(item[0][0]), item[0][1])):
+        ours = one.get((op, conns))
+        if not (ours and ours.get("rps")):
+            continue
+        cpu = [r.get("cpu", {}).get("gateway") for r in (ours, low)]
+        own = f"{cpu[0] * 10 / ours['rps'] - cpu[1] * 10 / low['rps']:.2f}" if None not in cpu else "—"
+        lines.append(
+            f"| {OP_NAMES[op]} | {conns} | {ours['rps']:,.0f} | {low['rps']:,.0f} "
+            f"| {ours['rps'] / low['rps']:.2f} | {_per_request(ours, 'gateway')} "
+            f"| {_per_request(low, 'gateway')} | {own} |"
         )
     return lines
 

@@ -447,6 +447,49 @@ def measure_workers(plan: Plan, target: Target, data: dict, token: str, workers:
     return runs
 
 
+def start_floor(plan: Plan) -> subprocess.Popen:
+    """bench/floor.py on the gateway's port: one process, a pool as large as the gateway's."""
+    env = dict(os.environ, DATABASE_URL=admin_dsn(plan))
+    pool = str(max(plan.conns))
+    log = plan.work / "floor.log"
+    command = [sys.executable, "-m", "bench.floor", str(plan.gw_port), pool]
+    with open(log, "ab") as out:
+        proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the floor server exited with {proc.returncode}; see {log}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{plan.gw_port}/health", timeout=2):
+                return proc
+        except OSError:
+            time.sleep(0.2)
+    stop_gateway(proc)
+    raise RuntimeError("the floor server did not answer within 30 s")
+
+
+def measure_floor(plan: Plan, target: Target, data: dict, token: str) -> list[dict]:
+    """Retrieve and usage through bench/floor.py: the same SQL call with nothing around it."""
+    runs = []
+    for op in ("retrieve", "usage"):
+        arg = str(data["repeat_pool"]) if op == "usage" else None
+        for conns in plan.conns:
+            tag = f"{token}floor{op}{conns}"
+            run = least_disturbed(
+                plan,
+                lambda o=op, c=conns, t=tag, a=arg: (
+                    plan.warmup and wrk(target, o, c, plan.warmup, f"{t}w", a)
+                ),
+                lambda o=op, c=conns, t=tag, a=arg: wrk(
+                    target, o, c, plan.seconds, f"{t}m{time.time_ns()}", a
+                ),
+            )
+            run["via"] = "floor"
+            runs.append(run)
+            say(f"floor {op} x{conns}: " + (run.get("failure") or f"{run['rps']:.1f} req/s"))
+    return runs
+
+
 def start_peer(plan: Plan, workers: int) -> subprocess.Popen:
     """The plain FastAPI peer (bench/peer/) on the gateway's port, on a copy of the same data."""
     subprocess.run(
@@ -531,7 +574,7 @@ def profile_gateway(plan: Plan, target: Target, data: dict, token: str) -> dict:
 def smoke_check(result: dict) -> list[str]:
     """What proves the harness works: every phase produced numbers and nothing failed."""
     problems = list(result.get("failures", []))
-    for run in result["runs"] + result["batch_sizes"] + result.get("overhead", []):
+    for run in result["runs"] + result["batch_sizes"] + result.get("overhead", []) + result.get("floor", []):
         name = f"{run['via']} {run['op']} x{run['conns']}" + (
             f" size {run['batch_size']}" if "batch_size" in run else ""
         )
@@ -659,6 +702,11 @@ def run(plan: Plan) -> int:
             result["workers"] += measure_workers(plan, target, data, token, workers)
             stop_gateway(gateway)
             gateway = None
+        gateway = start_floor(plan)
+        target = dataclasses.replace(target, gateway_pid=gateway.pid)
+        result["floor"] = measure_floor(plan, target, data, token)
+        stop_gateway(gateway)
+        gateway = None
         if plan.mode == "full":
             workers = gateway_workers({})
             gateway = start_peer(plan, workers)
