@@ -1,5 +1,5 @@
 -- The card lifecycle (API.md, "Card lifecycle"): read one, update with ETags, soft delete
--- and restore (listing: 42_list_cards.sql). These functions take the HTTP-level inputs (ids and
+-- and restore (listing: 41_list_cards.sql). These functions take the HTTP-level inputs (ids and
 -- query values as text, bodies as bytes), so that SQL and HTTP callers get the same
 -- answers: a malformed id is CKNFD, a malformed filter CKVAL.
 
