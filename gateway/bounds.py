@@ -1,5 +1,5 @@
-"""The API's input bounds, stated once on the Python side. SQL enforces them (sql/functions/20, 21, 22, 30,
-40, 41); the OpenAPI schemas (openapi.py) and docs/API.md are built from these names, and
+"""The API's input bounds, stated once on the Python side. SQL enforces them (sql/functions/00, 20, 21, 22,
+30, 40, 41, 42); the OpenAPI schemas (openapi.py) and docs/API.md are built from these names, and
 tests/test_bounds.py proves, value by value, that the SQL functions accept each bound and refuse one past it.
 
 A length is in characters (PostgreSQL's char_length), a size in bytes of the compact JSON text

@@ -304,6 +304,45 @@ AS $$
     END
 $$;
 
+-- The JSON object of a request body whose fields are `p_fields`, and the envelope's errors
+-- (_envelope_errors) for the caller to report together with its own. `body` is NULL when
+-- the body is JSON but not an object; not JSON at all is CKJSN (_parse_body).
+CREATE OR REPLACE FUNCTION cards._request_object(p_body bytea, p_fields text[], OUT body jsonb, OUT errors jsonb)
+LANGUAGE plpgsql
+IMMUTABLE
+AS $$
+BEGIN
+    body := cards._parse_body(p_body);
+    errors := cards._envelope_errors(body, p_fields);
+    IF pg_catalog.jsonb_typeof(body) <> 'object' THEN
+        body := NULL;
+    END IF;
+END
+$$;
+
+-- Raises CKNFD, "No such <what>.": the answer for an id that names nothing the tenant
+-- may see (unknown, deleted and another tenant's are not told apart).
+CREATE OR REPLACE FUNCTION cards._raise_not_found(p_what text)
+RETURNS void
+LANGUAGE plpgsql
+VOLATILE
+AS $$
+BEGIN
+    RAISE EXCEPTION USING ERRCODE = 'CKNFD', MESSAGE = pg_catalog.format('No such %s.', p_what);
+END
+$$;
+
+-- Whether a text is a UUID in the canonical 8-4-4-4-12 hex form, in any case. One
+-- expression, so that it is inlined into the queries that call it.
+CREATE OR REPLACE FUNCTION cards._is_uuid(p_text text)
+RETURNS boolean
+LANGUAGE sql
+IMMUTABLE
+PARALLEL SAFE
+AS $$
+    SELECT p_text ~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+$$;
+
 -- A card id from a URL path segment; a malformed one names no card, so it is CKNFD.
 CREATE OR REPLACE FUNCTION cards._card_id(p_text text)
 RETURNS uuid
@@ -311,8 +350,8 @@ LANGUAGE plpgsql
 IMMUTABLE
 AS $$
 BEGIN
-    IF p_text IS NULL OR p_text !~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$' THEN
-        RAISE EXCEPTION USING ERRCODE = 'CKNFD', MESSAGE = 'No such card.';
+    IF p_text IS NULL OR NOT cards._is_uuid(p_text) THEN
+        PERFORM cards._raise_not_found('card');
     END IF;
     RETURN p_text::uuid;
 END
@@ -340,6 +379,78 @@ BEGIN
         'field', p_field, 'message', 'must be an RFC 3339 timestamp with a time zone'
     )));
     RETURN NULL;
+END
+$$;
+
+-- An opaque pagination cursor for a position (a JSON array), and its inverse. Decoding
+-- raises CKVAL for anything this function did not encode.
+CREATE OR REPLACE FUNCTION cards._encode_cursor(p_position jsonb)
+RETURNS text
+LANGUAGE sql
+IMMUTABLE
+STRICT
+PARALLEL SAFE
+AS $$
+    SELECT rtrim(translate(encode(convert_to(p_position::text, 'UTF8'), 'base64'), E'+/\n', '-_'), '=')
+$$;
+
+CREATE OR REPLACE FUNCTION cards._decode_cursor(p_cursor text)
+RETURNS jsonb
+LANGUAGE plpgsql
+IMMUTABLE
+AS $$
+DECLARE
+    v_position jsonb;
+BEGIN
+    IF p_cursor IS NULL THEN
+        RETURN NULL;
+    ELSIF char_length(p_cursor) > 1000 THEN  -- refused before it is decoded and parsed
+        PERFORM cards._raise_invalid('[{"field": "cursor", "message": "is not a cursor this API issued"}]');
+    END IF;
+    BEGIN
+        v_position := convert_from(decode(
+            rpad(translate(p_cursor, '-_', '+/'), ((char_length(p_cursor) + 3) / 4) * 4, '='), 'base64'
+        ), 'UTF8')::jsonb;
+    EXCEPTION WHEN OTHERS THEN
+        v_position := NULL;
+    END;
+    IF jsonb_typeof(v_position) IS DISTINCT FROM 'array' THEN
+        PERFORM cards._raise_invalid('[{"field": "cursor", "message": "is not a cursor this API issued"}]');
+    END IF;
+    RETURN v_position;
+END
+$$;
+
+-- A text parsed as JSON, or NULL when it is not JSON (CKVAL is the caller's to raise).
+-- JSON nested too deeply for the parser's stack (statement_too_complex), or with a number
+-- too long for numeric, is not JSON here.
+CREATE OR REPLACE FUNCTION cards._try_jsonb(p_text text)
+RETURNS jsonb
+LANGUAGE plpgsql
+IMMUTABLE
+STRICT
+AS $$
+BEGIN
+    RETURN p_text::jsonb;
+EXCEPTION WHEN invalid_text_representation OR untranslatable_character OR statement_too_complex
+    OR numeric_value_out_of_range THEN
+    RETURN NULL;
+END
+$$;
+
+-- A page size from a query value: 1 to 200, 50 when absent.
+CREATE OR REPLACE FUNCTION cards._page_limit(p_limit text)
+RETURNS integer
+LANGUAGE plpgsql
+IMMUTABLE
+AS $$
+BEGIN
+    IF p_limit IS NULL THEN
+        RETURN 50;
+    ELSIF p_limit !~ '^[0-9]{1,3}$' OR p_limit::integer NOT BETWEEN 1 AND 200 THEN
+        PERFORM cards._raise_invalid('[{"field": "limit", "message": "must be an integer from 1 to 200"}]');
+    END IF;
+    RETURN p_limit::integer;
 END
 $$;
 

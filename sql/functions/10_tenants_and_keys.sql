@@ -14,6 +14,17 @@ BEGIN
 END
 $$;
 
+-- Whether an API key with these dates may be used now: not revoked, not expired. One
+-- expression, so that it is inlined into the queries that call it.
+CREATE OR REPLACE FUNCTION cards._key_is_live(p_revoked_at timestamptz, p_expires_at timestamptz)
+RETURNS boolean
+LANGUAGE sql
+STABLE
+PARALLEL SAFE
+AS $$
+    SELECT p_revoked_at IS NULL AND (p_expires_at IS NULL OR p_expires_at > pg_catalog.now())
+$$;
+
 -- Creates an active tenant and returns its id.
 CREATE OR REPLACE FUNCTION cards.create_tenant(p_name text)
 RETURNS uuid
@@ -74,7 +85,7 @@ BEGIN
     END IF;
     PERFORM cards._scope_transaction(p_tenant_id, '');
     IF NOT EXISTS (SELECT FROM cards.tenants AS t WHERE t.tenant_id = p_tenant_id) THEN
-        RAISE EXCEPTION USING ERRCODE = 'CKNFD', MESSAGE = 'No such tenant.';
+        PERFORM cards._raise_not_found('tenant');
     END IF;
     -- ck_<tenant id in hex>_<secret>: the tenant prefix keeps the lookup on an index that
     -- leads with tenant_id. The secret is two v4 UUIDs from the server's strong random
@@ -114,7 +125,7 @@ AS $$
 BEGIN
     PERFORM cards._scope_transaction(p_tenant_id, '');
     IF NOT EXISTS (SELECT FROM cards.tenants AS t WHERE t.tenant_id = p_tenant_id) THEN
-        RAISE EXCEPTION USING ERRCODE = 'CKNFD', MESSAGE = 'No such tenant.';
+        PERFORM cards._raise_not_found('tenant');
     END IF;
     RETURN QUERY
     SELECT k.key_id, k.label, k.scopes, k.created_at, k.expires_at, k.last_used_at, k.revoked_at
@@ -214,7 +225,7 @@ BEGIN
     SET requests_per_second = p_requests_per_second, burst = p_burst, max_cards = p_max_cards
     WHERE t.tenant_id = p_tenant_id;
     IF NOT FOUND THEN
-        RAISE EXCEPTION USING ERRCODE = 'CKNFD', MESSAGE = 'No such tenant.';
+        PERFORM cards._raise_not_found('tenant');
     END IF;
     IF p_max_cards IS NOT NULL THEN
         -- The row lock orders this count with the batches that add to it.
@@ -273,8 +284,7 @@ BEGIN
     RETURN EXISTS (
         SELECT FROM cards.api_keys AS k
         WHERE
-            k.tenant_id = p_tenant_id AND k.key_hash = p_key_hash AND k.revoked_at IS NULL
-            AND (k.expires_at IS NULL OR k.expires_at > now())
+            k.tenant_id = p_tenant_id AND k.key_hash = p_key_hash AND cards._key_is_live(k.revoked_at, k.expires_at)
     );
 END
 $$;
@@ -297,8 +307,7 @@ BEGIN
     PERFORM cards._scope_transaction(p_tenant_id, '');
     UPDATE cards.api_keys AS k SET last_used_at = now()
     WHERE
-        k.tenant_id = p_tenant_id AND k.key_hash = p_key_hash AND k.revoked_at IS NULL
-        AND (k.expires_at IS NULL OR k.expires_at > now())
+        k.tenant_id = p_tenant_id AND k.key_hash = p_key_hash AND cards._key_is_live(k.revoked_at, k.expires_at)
         AND (k.last_used_at IS NULL OR k.last_used_at < now() - interval '1 minute');
     RETURN QUERY
     SELECT k.scopes, k.expires_at FROM cards.api_keys AS k

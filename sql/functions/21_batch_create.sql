@@ -208,16 +208,11 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_body jsonb;
     v_cards jsonb;
     v_errors jsonb;
 BEGIN
-    -- The tenant before the body: a suspended or unknown tenant is refused (CKFBD)
-    -- whatever it sent.
     PERFORM cards._enter_tenant(p_tenant_id);
-    v_body := cards._parse_body(p_body);
-    v_cards := CASE WHEN jsonb_typeof(v_body) = 'object' THEN v_body -> 'cards' END;
-    v_errors := cards._envelope_errors(v_body, '{cards}');
+    SELECT r.body -> 'cards', r.errors INTO v_cards, v_errors FROM cards._request_object(p_body, '{cards}') AS r;
     -- Only a body with a \u0000 escape in it can hold a NUL (_mark_nul_escapes).
     IF jsonb_typeof(v_cards) = 'array' AND jsonb_array_length(v_cards) <= 1000
         AND position('\x5c7530303030'::bytea IN p_body) > 0 THEN

@@ -96,16 +96,11 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_body jsonb;
     v_ids jsonb;
     v_errors jsonb;
 BEGIN
-    -- The tenant before the body: a suspended or unknown tenant is refused (CKFBD)
-    -- whatever it sent.
     PERFORM cards._enter_tenant(p_tenant_id);
-    v_body := cards._parse_body(p_body);
-    v_ids := CASE WHEN jsonb_typeof(v_body) = 'object' THEN v_body -> 'ids' END;
-    v_errors := cards._envelope_errors(v_body, '{ids}');
+    SELECT r.body -> 'ids', r.errors INTO v_ids, v_errors FROM cards._request_object(p_body, '{ids}') AS r;
     -- The count of ids is retrieve's rule, checked here too so that no more than 1000 ids
     -- are looked at; the form of each id is this body's.
     IF jsonb_typeof(v_ids) IS DISTINCT FROM 'array' THEN
@@ -125,7 +120,7 @@ BEGIN
                 FROM jsonb_array_elements(v_ids) WITH ORDINALITY AS e (id, ord)
                 WHERE
                     jsonb_typeof(e.id) <> 'string'
-                    OR (e.id #>> '{}') !~* '^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$'
+                    OR NOT cards._is_uuid(e.id #>> '{}')
             ) AS i
         );
     END IF;

@@ -147,13 +147,11 @@ DECLARE
     v_errors jsonb;
     v_card_id uuid;
 BEGIN
-    -- The tenant before the path and the body: a suspended or unknown tenant is refused
-    -- (CKFBD) whatever it sent.
     PERFORM cards._enter_tenant(p_tenant_id);
     v_card_id := cards._card_id(p_card_id);
-    v_doc := cards._parse_body(p_body);
-    v_errors := cards._envelope_errors(v_doc, '{workflow_id,run_id,metadata}');
-    IF jsonb_typeof(v_doc) = 'object' THEN
+    SELECT r.body, r.errors INTO v_doc, v_errors
+    FROM cards._request_object(p_body, '{workflow_id,run_id,metadata}') AS r;
+    IF v_doc IS NOT NULL THEN
         v_errors := v_errors || cards._nul_errors(v_doc, '{metadata,run_id,workflow_id}') || cards._usage_input_errors(
             CASE WHEN jsonb_typeof(v_doc -> 'workflow_id') = 'string' THEN v_doc ->> 'workflow_id' END,
             CASE WHEN jsonb_typeof(v_doc -> 'run_id') = 'string' THEN v_doc ->> 'run_id' END,

@@ -23,8 +23,7 @@ BEGIN
     IF p_key_hash IS NOT NULL THEN
         SELECT k.key_id, least(v_expires_at, k.expires_at) INTO v_key_id, v_expires_at FROM cards.api_keys AS k
         WHERE
-            k.tenant_id = p_tenant_id AND k.key_hash = p_key_hash AND k.revoked_at IS NULL
-            AND (k.expires_at IS NULL OR k.expires_at > now());
+            k.tenant_id = p_tenant_id AND k.key_hash = p_key_hash AND cards._key_is_live(k.revoked_at, k.expires_at);
         IF NOT FOUND THEN
             RETURN NULL;
         END IF;
@@ -63,8 +62,7 @@ BEGIN
         OR (v_session.key_id IS NOT NULL AND NOT EXISTS (
             SELECT FROM cards.api_keys AS k
             WHERE
-                k.tenant_id = p_tenant_id AND k.key_id = v_session.key_id AND k.revoked_at IS NULL
-                AND (k.expires_at IS NULL OR k.expires_at > now())
+                k.tenant_id = p_tenant_id AND k.key_id = v_session.key_id AND cards._key_is_live(k.revoked_at, k.expires_at)
         ))
     THEN
         DELETE FROM cards.sessions AS s WHERE s.tenant_id = p_tenant_id AND s.session_hash = p_session_hash;

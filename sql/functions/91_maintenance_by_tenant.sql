@@ -2,6 +2,9 @@
 -- `p_tenant_id`. On a Citus cluster the cross-tenant forms cannot run (a row lock across
 -- shards is refused), while these take the tenant first and are delegated whole to its
 -- worker; scripts/retention calls them there, tenant by tenant. They work on one node too.
+-- The usage purge shares its rules with the cross-tenant one (_usage_retention_cutoff,
+-- _purge_tenant_usage_events); the key purge is a statement of its own, because the
+-- cross-tenant one takes the oldest keys of all tenants in one statement.
 
 -- Deletes up to `p_limit` of the tenant's expired idempotency keys, oldest first; returns
 -- how many. Rows locked by a running request are skipped.
@@ -50,31 +53,10 @@ SECURITY DEFINER
 SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    v_cutoff timestamptz := now() - coalesce(
-        p_older_than, nullif(current_setting('cards.usage_retention', true), '')::interval, interval '90 days'
-    );
-    v_deleted integer;
+    v_cutoff timestamptz := cards._usage_retention_cutoff(p_older_than, p_limit);
 BEGIN
-    IF v_cutoff > now() - interval '1 hour' OR p_limit IS NULL OR p_limit < 1 THEN
-        PERFORM cards._raise_invalid(
-            '[{"field": "p_older_than", "message": "must be at least 1 hour; p_limit at least 1"}]'
-        );
-    END IF;
     PERFORM cards._scope_transaction(p_tenant_id, '');
-    WITH expired AS (
-        SELECT u.card_id, u.workflow_id, u.run_id FROM cards.card_usage AS u
-        WHERE u.tenant_id = p_tenant_id AND u.recorded_at < v_cutoff
-        ORDER BY u.recorded_at
-        LIMIT p_limit
-        FOR UPDATE SKIP LOCKED
-    )
-    DELETE FROM cards.card_usage AS u
-    USING expired AS e
-    WHERE
-        u.tenant_id = p_tenant_id AND u.card_id = e.card_id
-        AND u.workflow_id = e.workflow_id AND u.run_id = e.run_id;
-    GET DIAGNOSTICS v_deleted = ROW_COUNT;
-    RETURN v_deleted;
+    RETURN cards._purge_tenant_usage_events(p_tenant_id, v_cutoff, p_limit);
 END
 $$;
 COMMENT ON FUNCTION cards.purge_usage_events(uuid, interval, integer) IS
