@@ -165,6 +165,11 @@ BEGIN
             MESSAGE = 'A card this batch matched was deleted concurrently; retry the request.';
     END IF;
     PERFORM cards._count_live_cards(p_tenant_id, cardinality(v_created));
+    IF cardinality(v_created) > 0 THEN
+        -- Wakes the search indexer at the commit (a gateway LISTENs; it also polls, for a
+        -- NOTIFY sent on a Citus worker does not reach the coordinator).
+        PERFORM pg_notify('cards_search', p_tenant_id::text);
+    END IF;
 
     IF p_idempotency_key IS NOT NULL THEN
         UPDATE cards.idempotency_keys AS k SET response_status = 201, response_body = v_body
