@@ -100,7 +100,10 @@ class SearchIndexer:
             conn.terminate()  # the lock and the LISTEN end with the session; no wait on a frozen server
 
     async def index_pending(self, conn: asyncpg.Connection) -> None:
-        backlog = await conn.fetch(BACKLOG)
+        # In a transaction block: on Citus only then does the function's maintenance scope (SET
+        # LOCAL) reach the workers, which it reads from every shard.
+        async with conn.transaction():
+            backlog = await conn.fetch(BACKLOG)
         self.pending.set(sum(row["pending"] for row in backlog))
         self.lag.set(max((row["oldest_age_s"] for row in backlog), default=0))
         for row in backlog:

@@ -11,7 +11,42 @@
 
 SET LOCAL ROLE cards_owner;
 
-ALTER TABLE cards.cards ALTER COLUMN search DROP EXPRESSION;
+-- DROP EXPRESSION changes the catalog only (no row is rewritten). Citus refuses it on a
+-- distributed table ("alter table command is currently unsupported"), so on a cluster
+-- already distributed it is applied to every shard and to each node's copy of the table
+-- with Citus's own helpers. Those commit on their own: if the rest of this migration then
+-- fails, the shards keep their values and lose only the expression, and a second run
+-- completes it (IF EXISTS). A database that is not distributed yet takes the plain form.
+DO $$
+DECLARE
+    v_distributed boolean := to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL
+    AND EXISTS (SELECT FROM pg_catalog.pg_dist_partition AS p WHERE p.logicalrelid = 'cards.cards'::regclass);
+    v_failed text;
+BEGIN
+    IF v_distributed THEN
+        SELECT string_agg(r.result, '; ') INTO v_failed
+        FROM (
+            SELECT s.success, s.result FROM run_command_on_shards(
+                'cards.cards', 'ALTER TABLE %s ALTER COLUMN search DROP EXPRESSION IF EXISTS'
+            ) AS s
+            UNION ALL
+            SELECT w.success, w.result FROM run_command_on_workers(
+                'DO $w$ BEGIN PERFORM set_config(''citus.enable_ddl_propagation'', ''off'', true); '
+                || 'ALTER TABLE cards.cards ALTER COLUMN search DROP EXPRESSION IF EXISTS; END $w$'
+            ) AS w
+        ) AS r
+        WHERE NOT r.success;
+        IF v_failed IS NOT NULL THEN
+            RAISE EXCEPTION 'search DROP EXPRESSION failed on a node: %', v_failed;
+        END IF;
+        PERFORM set_config('citus.enable_ddl_propagation', 'off', true);
+    END IF;
+    ALTER TABLE cards.cards ALTER COLUMN search DROP EXPRESSION IF EXISTS;
+    IF v_distributed THEN
+        PERFORM set_config('citus.enable_ddl_propagation', 'on', true);
+    END IF;
+END
+$$;
 COMMENT ON COLUMN cards.cards.search IS
 'What q= matches (cards.search_vector); NULL until the card is indexed after its batch commits.';
 
