@@ -19,10 +19,13 @@ SET LOCAL ROLE cards_owner;
 -- completes it (IF EXISTS). A database that is not distributed yet takes the plain form.
 DO $$
 DECLARE
-    v_distributed boolean := to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL
-    AND EXISTS (SELECT FROM pg_catalog.pg_dist_partition AS p WHERE p.logicalrelid = 'cards.cards'::regclass);
+    v_distributed boolean := false;
     v_failed text;
 BEGIN
+    IF to_regclass('pg_catalog.pg_dist_partition') IS NOT NULL THEN  -- Citus (a query naming it would not parse without)
+        EXECUTE 'SELECT EXISTS (SELECT FROM pg_catalog.pg_dist_partition WHERE logicalrelid = ''cards.cards''::regclass)'
+        INTO v_distributed;
+    END IF;
     IF v_distributed THEN
         SELECT string_agg(r.result, '; ') INTO v_failed
         FROM (
