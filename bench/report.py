@@ -410,7 +410,7 @@ def render(result: dict, latest: dict[str, dict], image: str | None) -> str:
         "The body is built inside the measured statement (string_agg of the fixed 1 KB content), as "
         "`bench/pgbench/batch.sql` shows.",
         "",
-        "Search indexing is not in the batch (`sql/functions/60_search_index.sql`): after each size's "
+        "Search indexing is not in the batch (`sql/functions/23_search_index.sql`): after each size's "
         "run, `cards.index_pending_search` indexed its cards; *indexing* is PostgreSQL's CPU for that "
         "per card.",
         "",

@@ -6,7 +6,7 @@ and also looks every CARDS_SEARCH_INDEX_INTERVAL_S, since a NOTIFY sent on a Cit
 reaches the coordinator. Each time it reads the backlog (`cards.search_index_backlog()`: per tenant,
 the pending cards and the oldest one's age), exports it, and indexes the tenants' cards in chunks
 (`cards.index_pending_search`). Of several workers or gateways only the holder of an advisory lock
-indexes; the others stand by and take over when it goes. sql/functions/60_search_index.sql."""
+indexes; the others stand by and take over when it goes. sql/functions/23_search_index.sql."""
 
 from __future__ import annotations
 

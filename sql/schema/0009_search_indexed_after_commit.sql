@@ -3,7 +3,7 @@
 -- every value it holds, batch_create leaves it NULL ("not yet indexed"), and the indexer
 -- (cards.index_pending_search, driven by the gateway) fills it in shortly after the
 -- batch commits; update_card still fills it in itself. cards.search_vector moves to
--- sql/functions/60_search_index.sql: no column is generated from it any more.
+-- sql/functions/23_search_index.sql: no column is generated from it any more.
 --
 -- A gateway of the previous version keeps working on this schema: its calls are
 -- unchanged, only its new cards wait for an indexer (a gateway of this version) before

@@ -1,4 +1,4 @@
--- Full-text search indexed after the commit (migration 0009, sql/functions/60_search_index.sql):
+-- Full-text search indexed after the commit (migration 0009, sql/functions/23_search_index.sql):
 -- a new card is "pending" (search NULL) until cards.index_pending_search indexes it, and q=
 -- finds it only then; the indexer works one tenant at a time and never touches another's
 -- cards; search_index_backlog shows every tenant's pending cards; update_card indexes the
