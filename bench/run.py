@@ -35,7 +35,7 @@ import asyncpg
 
 from scripts import devstack
 
-from . import center, client_import, datagen, profile, report
+from . import center, client_import, datagen, profile, report, search_lag
 from .measure import ROOT, Target, pgbench, pgbench_defines, wait_for_quiet, wrk
 
 SIZES = {"smoke": 2_000, "20k": 20_000, "100k": 100_000, "1m": 1_000_000, "10m": 10_000_000}
@@ -359,9 +359,12 @@ def measure_operation(plan: Plan, target: Target, data: dict, op: str, token: st
 
 
 def measure_batch_sizes(plan: Plan, target: Target, data: dict) -> list[dict]:
-    """Batch cost per card at batch sizes 10, 100, 1000: pgbench, one client."""
+    """Batch cost per card at batch sizes 10, 100, 1000: pgbench, one client, no gateway running; then
+    the search indexing of those cards (after the commit), measured apart."""
     out = []
+    dsn = admin_dsn(plan)
     for size in plan.batch_sizes:
+        asyncio.run(search_lag.index_all(dsn))  # nothing left over from before
         defines = pgbench_defines(data, batch_size=size)
         run = least_disturbed(
             plan,
@@ -374,7 +377,12 @@ def measure_batch_sizes(plan: Plan, target: Target, data: dict) -> list[dict]:
         if run.get("rps"):
             run["cards_per_s"] = round(run["rps"] * size, 1)
             run["us_per_card"] = round(run["mean_ms"] * 1000 / size, 1)
-        say(f"batch size {size}: " + (run.get("failure") or f"{run.get('us_per_card')} us/card"))
+        run["indexing"] = asyncio.run(search_lag.index_all(dsn, target))
+        say(
+            f"batch size {size}: "
+            + (run.get("failure") or f"{run.get('us_per_card')} us/card")
+            + f"; indexing {run['indexing'].get('us_per_card')} us/card of PostgreSQL CPU"
+        )
         out.append(run)
     return out
 
@@ -595,6 +603,12 @@ def smoke_check(result: dict) -> list[str]:
         for via in ("pgbench", "gateway"):
             if not any(r["op"] == op and r["via"] == via for r in result["runs"]):
                 problems.append(f"{via} {op}: no run")
+    lag = result.get("search_lag") or {"failure": "not measured"}
+    if "failure" in lag or lag.get("missed"):
+        problems.append(f"search index lag: {lag}")
+    for run in result["batch_sizes"]:
+        if not (run.get("indexing") or {}).get("indexed"):
+            problems.append(f"batch size {run['batch_size']}: indexing not measured: {run.get('indexing')}")
     pages = result.get("center") or {"failure": "not measured"}
     for name in ("list", "card"):
         run = pages.get(name) or {"errors": pages.get("failure", "not measured")}
@@ -667,6 +681,10 @@ def run(plan: Plan) -> int:
             f"data: {data['cards']} cards loaded in {data['load_seconds']} s "
             f"({data['cards_per_second']} cards/s)"
         )
+        # The load leaves its cards for the search indexer: index them now, as a gateway would
+        # right after an import, so that no measured run shares the machine with that work.
+        indexed = asyncio.run(search_lag.index_all(dsn))
+        say(f"search index: {indexed['indexed']} loaded cards indexed")
         asyncio.run(check_listings(dsn))
         result["postgres"] = asyncio.run(pg_facts(dsn))
         gateway = start_gateway(plan)
@@ -678,7 +696,16 @@ def run(plan: Plan) -> int:
             result["runs"] += measure_operation(plan, target, data, op, token)
             statements[op] = asyncio.run(profile.top_statements(dsn))
         result["statements"] = statements
+        # The batch sizes without a gateway, so that its search indexer does not index the cards
+        # while they are measured: the indexing is measured apart, after each size.
+        stop_gateway(gateway)
         result["batch_sizes"] = measure_batch_sizes(plan, target, data)
+        gateway = start_gateway(plan)
+        target = dataclasses.replace(target, gateway_pid=gateway.pid)
+        say("search index lag: batches of 100 through the gateway until q= finds them")
+        lag_batches = 5 if plan.mode == "smoke" else 40
+        result["search_lag"] = search_lag.measure_lag(plan.gw_port, plan.work, lag_batches)
+        say(f"search index lag: {result['search_lag']}")
         result["client_import"] = measure_client_import(plan, dsn)
         result["overhead"] = measure_overhead(plan, target, data)
         say("Card Center: list and card pages")

@@ -36,6 +36,7 @@ from .limits import Grant, RateLimiter
 from .metrics import Metrics
 from .migrate import latest_version
 from .ops import SCHEMA_VERSION, SPEC_JSON
+from .search_index import SearchIndexer
 
 log = logging.getLogger("cards.gateway")
 access_log = logging.getLogger("cards.access")
@@ -196,6 +197,8 @@ def init_app(config: Config) -> web.Application:
         waiters=lambda: database.waiters,
     )
     app.cleanup_ctx.append(_database_pool)
+    if config.search_indexer:
+        app.cleanup_ctx.append(SearchIndexer(config, m.registry).running)
     # Methods of one path are registered together, so they share one resource (one route label).
     for route in routes.ROUTES:
         handler = route.handler if route.scope is None else _guarded(route)

@@ -80,6 +80,10 @@ class Config:
     session_ttl_s: float = 12 * 3600.0
     # Gateway processes serving the port (SO_REUSEPORT), each with its own pool: one per core.
     workers: int = field(default_factory=lambda: len(os.sched_getaffinity(0)))
+    # The search indexer (gateway/search_index.py): on, and how often it looks for new cards when
+    # no batch has woken it.
+    search_indexer: bool = True
+    search_index_interval_s: float = 0.25
 
     def __post_init__(self) -> None:
         if self.pool_min > self.pool_max:
@@ -153,6 +157,7 @@ class Config:
             database_url=env["DATABASE_URL"],
             host=env.get("HOST", "").strip() or None,
             dev=env.get("CARDS_DEV", "") in ("1", "true", "yes"),
+            search_indexer=env.get("CARDS_SEARCH_INDEXER", "1").strip() not in ("0", "false", "no"),
             jwt_secret=env.get("CARDS_JWT_SECRET") or None,
             jwt_secrets=secrets,
             jwt_jwks_file=env.get("CARDS_JWT_JWKS_FILE") or None,
@@ -188,4 +193,5 @@ _NUMBERS = (
     ("CARDS_TENANT_POOL_SHARE", "tenant_pool_share", float, 0.01, 1),
     ("CARDS_SESSION_TTL_S", "session_ttl_s", float, 1, 30 * 86400),
     ("CARDS_WORKERS", "workers", int, 1, 256),
+    ("CARDS_SEARCH_INDEX_INTERVAL_S", "search_index_interval_s", float, 0.01, 60),
 )

@@ -45,7 +45,7 @@ _CITUS_PRESENT = "SELECT EXISTS (SELECT FROM pg_catalog.pg_extension WHERE extna
 
 # The functions in schema `cards` that no repeatable script (re)created in this transaction,
 # leaving out what belongs to the schema rather than to sql/functions: extension members,
-# and functions a table, index or constraint is built on (cards.search_vector of 0003).
+# and functions a table, index or constraint is built on (a generated column's, a CHECK's).
 # `age(xmin) <= 0` is "written by this transaction or one of its subtransactions": the
 # runner takes its transaction id first, so every row it writes is at least that new.
 _STALE_FUNCTIONS = """

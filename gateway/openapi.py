@@ -367,7 +367,9 @@ PARAMETERS = {
         "name": "q",
         "in": "query",
         "description": "Full-text search over the title and the string values of the content, with the "
-        '`english` configuration (stemming, stop words) and web-search syntax: `"a phrase"`, `or`, `-word`.',
+        '`english` configuration (stemming, stop words) and web-search syntax: `"a phrase"`, `or`, `-word`. '
+        "A new card is found once it is indexed, normally within a second of its batch's answer; an edited "
+        "card at once.",
         "schema": _string(b.QUERY_TEXT),
     },
     "Limit": {

@@ -199,6 +199,10 @@ class Admin:
     def set_active(self, tenant: Tenant, active: bool) -> bool:
         return self.value("SELECT cards.set_tenant_active(%s, %s)", tenant.id, active)
 
+    def index_search(self, tenant: Tenant) -> int:
+        """Indexes the tenant's new cards for q= as the gateway's indexer would (a trusted job's SQL)."""
+        return self.value("SELECT cards.index_pending_search(%s, 100000)", tenant.id)
+
     def card_count(self, tenant: Tenant) -> int:
         """The tenant's live cards (a superuser is not held by row-level security)."""
         return self.value(
@@ -225,7 +229,12 @@ def other_tenant(admin: Admin) -> Tenant:
 
 @pytest.fixture
 def config(database: str) -> Config:
-    return Config(database_url=database, jwt_secret=JWT_SECRET, pool_min=1, pool_max=10, dev=True)
+    """The in-process gateway's settings. Its search indexer is off, so that a test sees only its own
+    requests' database work; tests/test_search_index.py turns it on, and a test that searches what it
+    created indexes it first (`index_search`)."""
+    return Config(
+        database_url=database, jwt_secret=JWT_SECRET, pool_min=1, pool_max=10, dev=True, search_indexer=False
+    )
 
 
 @pytest.fixture

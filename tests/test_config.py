@@ -16,6 +16,7 @@ def test_defaults_follow_the_contract():
     assert config.max_body_bytes == 8 * 1024 * 1024
     assert config.auth_cache_ttl_s <= 4  # a revoked key stops working within 5 s
     assert config.jwt_secret is None
+    assert config.search_indexer and config.search_index_interval_s == 0.25  # q= finds a card within 1 s
 
 
 def test_every_setting_is_read_from_its_variable():
@@ -32,8 +33,11 @@ def test_every_setting_is_read_from_its_variable():
             "CARDS_STATEMENT_TIMEOUT_MS": "250",
             "CARDS_POOL_TIMEOUT_S": "0.5",
             "CARDS_AUTH_CACHE_TTL_S": "1.5",
+            "CARDS_SEARCH_INDEXER": "0",
+            "CARDS_SEARCH_INDEX_INTERVAL_S": "2",
         }
     )
+    assert (config.search_indexer, config.search_index_interval_s) == (False, 2.0)
     assert (config.port, config.jwt_secret, config.pool_min, config.pool_max) == (9000, "s" * 32, 0, 3)
     assert (config.max_body_bytes, config.log_level, config.statement_timeout_ms) == (2048, "DEBUG", 250)
     assert (config.pool_timeout_s, config.auth_cache_ttl_s) == (0.5, 1.5)

@@ -52,12 +52,13 @@ CATALOGUE = [
 
 
 @pytest.fixture
-async def catalogue(client, tenant) -> dict[str, str]:
-    """The CATALOGUE cards of `tenant`, created oldest first: title -> id."""
+async def catalogue(client, tenant, admin) -> dict[str, str]:
+    """The CATALOGUE cards of `tenant`, created oldest first and indexed for q=: title -> id."""
     ids = {}
     for card in CATALOGUE:
         response = await client.post(f"{CARDS}/batch", json={"cards": [card]}, headers=tenant.auth)
         ids[card["title"]] = (await response.json())["cards"][0]["id"]
+    admin.index_search(tenant)
     return ids
 
 

@@ -126,12 +126,37 @@ async def test_a_function_no_file_defines_is_dropped(migrated: str, sql_dir: Pat
 
 
 async def test_the_drop_spares_what_the_schema_is_built_on(migrated: str, sql_dir: Path):
-    (sql_dir / "functions" / "96_other.sql").write_text(
-        "-- a new file: every repeatable runs again\nSELECT 1;\n"
+    applied = value(migrated, "SELECT max(version) FROM cards_meta.schema_migrations")
+    (sql_dir / "schema" / f"{applied + 1:04d}_built_on.sql").write_text(
+        "SET LOCAL ROLE cards_owner;\n"
+        "CREATE FUNCTION cards.probe_name_ok(p_name text) RETURNS boolean LANGUAGE sql IMMUTABLE"
+        " AS 'SELECT true';\n"
+        "ALTER TABLE cards.tenants ADD CONSTRAINT probe_name CHECK (cards.probe_name_ok(name));\n"
     )
     applied = await migrate(migrated, sql_dir)
     assert [name for name in applied if name.startswith("drop ")] == []
-    assert value(migrated, "SELECT to_regprocedure('cards.search_vector(text, jsonb)') IS NOT NULL")
+    assert value(migrated, "SELECT to_regprocedure('cards.probe_name_ok(text)') IS NOT NULL")
+
+
+BATCH = "SELECT cards.batch_create(%s, %s::jsonb)"
+
+
+async def test_0009_keeps_every_card_s_search_and_leaves_new_cards_pending(make_database, sql_dir: Path):
+    held = sql_dir.parent / "0009.sql"
+    (sql_dir / "schema" / "0009_search_indexed_after_commit.sql").rename(held)
+    dsn = make_database("cards_migrate")
+    await migrate(dsn, sql_dir)  # version 8: `search` generated
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        tenant = conn.execute("SELECT cards.create_tenant('t')").fetchone()[0]
+        conn.execute(BATCH, (tenant, '[{"title": "Walrus", "content": "tusks"}]'))
+        before = conn.execute("SELECT card_id, search::text FROM cards.cards").fetchall()
+    held.rename(sql_dir / "schema" / "0009_search_indexed_after_commit.sql")
+    await migrate(dsn, sql_dir)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        assert conn.execute("SELECT card_id, search::text FROM cards.cards").fetchall() == before
+        assert "walrus" in before[0][1]
+        conn.execute(BATCH, (tenant, '[{"title": "Seal", "content": "x"}]'))
+        assert conn.execute("SELECT search FROM cards.cards WHERE title = 'Seal'").fetchone()[0] is None
 
 
 def test_a_file_splits_into_statements_only_at_semicolons_outside_quotes_bodies_and_comments():

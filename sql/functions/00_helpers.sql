@@ -166,14 +166,15 @@ AS $$
         SELECT
         FROM (VALUES (p_json)) AS t (json)
         WHERE
-            octet_length(t.json) - octet_length(translate(t.json, ',', '')) > 1000000
-            OR octet_length(t.json) - octet_length(translate(t.json, '[{', '')) > 100000
+            -- replace, not translate: it finds a one-byte string with memchr (1 ms a MB, not 15)
+            octet_length(t.json) - octet_length(replace(t.json, ',', '')) > 1000000
+            OR octet_length(t.json) - octet_length(replace(replace(t.json, '[', ''), '{', '')) > 100000
     ) AND EXISTS (
         SELECT
         FROM (VALUES (regexp_replace(p_json, '"(?:[^"\\]|\\.)*"', '""', 'g'))) AS s (skeleton)
         WHERE
-            octet_length(s.skeleton) - octet_length(translate(s.skeleton, ',', '')) > 1000000
-            OR octet_length(s.skeleton) - octet_length(translate(s.skeleton, '[{', '')) > 100000
+            octet_length(s.skeleton) - octet_length(replace(s.skeleton, ',', '')) > 1000000
+            OR octet_length(s.skeleton) - octet_length(replace(replace(s.skeleton, '[', ''), '{', '')) > 100000
     )
 $$;
 

@@ -71,6 +71,7 @@ DECLARE
     v_hashes bytea [];
     v_created bytea [];
     v_created_ids uuid [];
+    v_existing bytea [];
     v_body text;
     v_unresolved bigint;
 BEGIN
@@ -129,6 +130,9 @@ BEGIN
 
     -- Duplicates are looked up in a new statement, so with a new snapshot: it also sees
     -- the cards that a concurrent batch committed while this one waited on their hashes.
+    -- Only the hashes this batch did not insert are looked up: the planner joins the lookup
+    -- rather than running it per item, and then fetched every card just created.
+    v_existing := ARRAY(SELECT unnest(v_hashes) EXCEPT SELECT unnest(v_created));
     SELECT
         json_build_object(
             'cards', json_agg(json_build_object(
@@ -147,7 +151,7 @@ BEGIN
         FROM unnest(v_hashes) WITH ORDINALITY AS u (content_hash, ord)
     ) AS h
     LEFT JOIN unnest(v_created, v_created_ids) AS n (content_hash, card_id) ON n.content_hash = h.content_hash
-    -- `content_hash = ANY(v_hashes)` keeps an index condition on the hashes even when the planner
+    -- `content_hash = ANY(v_existing)` keeps an index condition on the hashes even when the planner
     -- flattens this lookup into a join: with a new tenant's cards not yet in the statistics it
     -- otherwise read every card of the tenant, for every batch (found by make soak).
     LEFT JOIN LATERAL (
@@ -155,7 +159,7 @@ BEGIN
         WHERE
             n.card_id IS NULL
             AND c.tenant_id = p_tenant_id AND c.content_hash = h.content_hash
-            AND c.content_hash = ANY(v_hashes) AND c.deleted_at IS NULL
+            AND c.content_hash = ANY(v_existing) AND c.deleted_at IS NULL
     ) AS d ON true;
 
     IF v_unresolved > 0 THEN
@@ -165,6 +169,11 @@ BEGIN
             MESSAGE = 'A card this batch matched was deleted concurrently; retry the request.';
     END IF;
     PERFORM cards._count_live_cards(p_tenant_id, cardinality(v_created));
+    IF cardinality(v_created) > 0 THEN
+        -- Wakes the search indexer at the commit (a gateway LISTENs; it also polls, for a
+        -- NOTIFY sent on a Citus worker does not reach the coordinator).
+        PERFORM pg_notify('cards_search', p_tenant_id::text);
+    END IF;
 
     IF p_idempotency_key IS NOT NULL THEN
         UPDATE cards.idempotency_keys AS k SET response_status = 201, response_body = v_body

@@ -116,6 +116,7 @@ BEGIN
             tags = ARRAY(SELECT jsonb_array_elements_text(v_merged -> 'tags')),
             metadata = v_merged -> 'metadata',
             content_hash = v_hash,
+            search = cards.search_vector(v_merged ->> 'title', v_merged -> 'content'),
             version = c.version + 1,
             updated_at = now()
         WHERE c.tenant_id = p_tenant_id AND c.card_id = v_card.card_id

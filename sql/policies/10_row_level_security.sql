@@ -28,6 +28,12 @@ DROP POLICY IF EXISTS cards_tenant_isolation ON cards.cards;
 CREATE POLICY cards_tenant_isolation ON cards.cards
 USING (tenant_id = cards.current_tenant_id())
 WITH CHECK (tenant_id = cards.current_tenant_id());
+-- The search indexer's backlog (search_index_backlog) counts every tenant's cards not yet
+-- indexed: maintenance scope reads those, and no other card.
+DROP POLICY IF EXISTS cards_search_pending_maintenance ON cards.cards;
+CREATE POLICY cards_search_pending_maintenance ON cards.cards
+FOR SELECT
+USING (cards.in_maintenance_scope() AND search IS NULL);
 
 ALTER TABLE cards.card_tags ENABLE ROW LEVEL SECURITY;
 ALTER TABLE cards.card_tags FORCE ROW LEVEL SECURITY;

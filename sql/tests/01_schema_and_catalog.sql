@@ -37,6 +37,7 @@ SELECT set_eq(
         'card_usage_history', 'usage_summary', 'authenticate_api_key', 'schema_version',
         'create_tenant', 'create_api_key', 'revoke_api_key', 'set_tenant_active',
         'purge_expired_idempotency_keys', 'purge_usage_events',
+        'index_pending_search', 'search_index_backlog',
         'list_api_keys', 'set_tenant_limits', 'audit_events', 'api_key_grant', 'take_request_tokens',
         'start_session', 'session_principal', 'end_session', 'purge_expired_sessions',
         'current_tenant_id', 'in_maintenance_scope', 'search_vector'
@@ -113,10 +114,11 @@ SELECT set_eq(
         ('idempotency_keys', 'idempotency_keys_maintenance', 'ALL', 'cards.in_maintenance_scope()'),
         ('card_usage', 'card_usage_maintenance', 'ALL', 'cards.in_maintenance_scope()'),
         ('sessions', 'sessions_maintenance', 'ALL', 'cards.in_maintenance_scope()'),
-        ('tenants', 'tenants_maintenance', 'SELECT', 'cards.in_maintenance_scope()')
+        ('tenants', 'tenants_maintenance', 'SELECT', 'cards.in_maintenance_scope()'),
+        ('cards', 'cards_search_pending_maintenance', 'SELECT', '(cards.in_maintenance_scope() AND (search IS NULL))')
     $$,
     'the maintenance scope is admitted only where a cross-tenant admin function needs it '
-    || '(keys, idempotency keys, usage events, sessions; tenants read-only)'
+    || '(keys, idempotency keys, usage events, sessions; tenants read-only; cards not yet indexed, read-only)'
 );
 
 -- ---------------------------------------------------------------------------------

@@ -2,7 +2,7 @@
 -- own tables; cards_gateway and cards_admin hold no privilege on any table and may
 -- execute exactly the functions the contract names; PUBLIC may execute nothing.
 BEGIN;
-SELECT plan(39);
+SELECT plan(41);
 
 -- Test-only helpers, rolled back with the transaction.
 -- How many rows the statement touched.
@@ -37,7 +37,7 @@ SELECT test.remember(
     'batch_create batch_create_request retrieve retrieve_request track_usage track_usage_request '
     || 'get_card list_cards update_card delete_card restore_card card_usage_history usage_summary '
     || 'authenticate_api_key api_key_grant take_request_tokens schema_version start_session'
-    || ' session_principal end_session'
+    || ' session_principal end_session index_pending_search search_index_backlog'
 );
 SELECT test.remember(
     'admin_functions',
@@ -448,17 +448,32 @@ SELECT set_eq(
     'SELECT DISTINCT tbl, tenant_id FROM tap_all_rows',
     $$
         SELECT t.tbl, n.tenant_id
-        FROM unnest(ARRAY['tenants', 'api_keys', 'card_usage', 'idempotency_keys']) AS t (tbl)
+        FROM unnest(ARRAY['tenants', 'api_keys', 'card_usage', 'idempotency_keys', 'cards']) AS t (tbl)
         CROSS JOIN unnest(ARRAY[current_setting('tap.tenant_a')::uuid, current_setting('tap.tenant_b')::uuid])
             AS n (tenant_id)
     $$,
-    'in maintenance scope the owner sees tenants, keys, usage events and idempotency keys of every '
-    || 'tenant, and no card or counter'
+    'in maintenance scope the owner sees tenants, keys, usage events, idempotency keys and the cards '
+    || 'not yet indexed for search (the indexer''s backlog) of every tenant, and no tag or counter'
 );
 SELECT is(
     pg_temp.row_count($$UPDATE cards.tenants SET name = 'renamed'$$),
     0::bigint,
     'in maintenance scope the owner may read tenants but not change them'
+);
+SELECT is(
+    pg_temp.row_count($$UPDATE cards.cards SET title = 'overwritten'$$),
+    0::bigint,
+    'in maintenance scope the owner may not change the cards it sees'
+);
+
+RESET ROLE;
+SELECT cards.index_pending_search(test.id('tenant_a'), 10) + cards.index_pending_search(test.id('tenant_b'), 10);
+SELECT pg_catalog.set_config('cards.tenant_id', '', TRUE);
+SELECT pg_catalog.set_config('cards.scope', 'maintenance', TRUE);
+SET LOCAL ROLE cards_owner;
+SELECT is_empty(
+    $$SELECT * FROM tap_all_rows WHERE tbl = 'cards'$$,
+    'in maintenance scope the owner sees no card once it is indexed for search'
 );
 
 RESET ROLE;

@@ -109,6 +109,9 @@ BEGIN
     ]$$) AS b;
     UPDATE cards.cards SET created_at = '2024-03-01 12:00:00+00'
     WHERE card_id = test.id('b1');
+    -- Full text as the gateway's indexer leaves it shortly after each batch commits.
+    PERFORM cards.index_pending_search(test.id('tenant_a'), 100);
+    PERFORM cards.index_pending_search(test.id('tenant_b'), 100);
 END
 $fixture$;
 
