@@ -65,9 +65,9 @@ class SearchIndexer:
             try:
                 await self._serve()
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as exc:
+                # The gauges keep the last backlog seen: an indexer that cannot work must not
+                # report that nothing waits (the lag alert would never fire).
                 log.warning("search indexer: %r; reconnecting in %.1f s", exc, pause)
-                self.pending.set(0)
-                self.lag.set(0)
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, RETRY_MAX_S)
             else:
