@@ -24,14 +24,36 @@ AS $$
     )
 $$;
 
--- The whole of retrieve, for retrieve and retrieve_request, which have entered the tenant.
+-- _retrieve and retrieve_request answered json before migration 0009 (the stored
+-- rendering): a return type cannot be replaced, so a database that has the json forms
+-- drops them first, once.
+DO $$
+BEGIN
+    IF EXISTS (
+        SELECT FROM pg_catalog.pg_proc AS p
+        WHERE p.oid = to_regprocedure('cards._retrieve(uuid, uuid[])') AND p.prorettype = 'json'::regtype
+    ) THEN
+        DROP FUNCTION cards._retrieve(uuid, uuid []);
+    END IF;
+    IF EXISTS (
+        SELECT FROM pg_catalog.pg_proc AS p
+        WHERE p.oid = to_regprocedure('cards.retrieve_request(uuid, bytea)') AND p.prorettype = 'json'::regtype
+    ) THEN
+        DROP FUNCTION cards.retrieve_request(uuid, bytea);
+    END IF;
+END
+$$;
+
+-- The whole of retrieve, for retrieve and retrieve_request, which have entered the tenant:
+-- the answer as JSON text. Each card is its stored rendering (sql/schema/0010) and its
+-- usage; the text is not parsed again here (casting it to json would validate it all).
 CREATE OR REPLACE FUNCTION cards._retrieve(p_tenant_id uuid, p_ids uuid[])
-RETURNS json
+RETURNS text
 LANGUAGE plpgsql
 VOLATILE
 AS $$
 DECLARE
-    v_result json;
+    v_result text;
 BEGIN
     IF coalesce(cardinality(p_ids), 0) NOT BETWEEN 1 AND 1000 THEN
         PERFORM cards._raise_invalid('[{"field": "ids", "message": "must hold 1 to 1000 ids"}]');
@@ -45,17 +67,22 @@ BEGIN
     -- lookup into a join, and with a new tenant's cards not yet in the statistics it then read
     -- every card of the tenant, building each one's JSON, for every call (found by make soak).
     -- `card_id = ANY(p_ids)` keeps the primary key's index condition on the ids either way.
-    SELECT json_build_object(
-        'cards', coalesce(json_agg(f.card ORDER BY w.ord) FILTER (WHERE f.card IS NOT NULL), '[]'),
-        'missing', coalesce(json_agg(w.id ORDER BY w.ord) FILTER (WHERE f.card IS NULL), '[]')
-    )
+    SELECT
+        '{"cards" : ['
+        || coalesce(string_agg(f.card, ', ' ORDER BY w.ord) FILTER (WHERE f.card IS NOT NULL), '')
+        || '], "missing" : ['
+        || coalesce(string_agg('"' || w.id || '"', ', ' ORDER BY w.ord) FILTER (WHERE f.card IS NULL), '')
+        || ']}'
     INTO v_result
     FROM (
         SELECT i.id, min(i.ord) AS ord FROM unnest(p_ids) WITH ORDINALITY AS i (id, ord) GROUP BY i.id
     ) AS w
     LEFT JOIN LATERAL (
-        -- ROW(c.*)::cards.cards, not c: on a Citus shard `c` has the shard's row type.
-        SELECT cards._card_json(ROW(c.*)::cards.cards, u.usage_count, u.last_used_at) AS card
+        SELECT
+            c.rendering
+            || ', "usage_count" : ' || coalesce(u.usage_count, 0)
+            || ', "last_used_at" : ' || coalesce('"' || cards._rfc3339(u.last_used_at) || '"', 'null')
+            || '}' AS card
         FROM cards.cards AS c
         CROSS JOIN LATERAL (
             SELECT sum(n.usage_count) AS usage_count, max(n.last_used_at) AS last_used_at
@@ -81,15 +108,17 @@ SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     PERFORM cards._enter_tenant(p_tenant_id);
-    RETURN cards._retrieve(p_tenant_id, p_ids);
+    RETURN cards._retrieve(p_tenant_id, p_ids)::json;
 END
 $$;
 COMMENT ON FUNCTION cards.retrieve(uuid, uuid[]) IS 'Read live cards by id; the rest are listed as missing.';
 GRANT EXECUTE ON FUNCTION cards.retrieve(uuid, uuid[]) TO cards_gateway, cards_admin;
 
--- The HTTP form of retrieve: the raw request body ({"ids": [...]}), validated here.
+-- The HTTP form of retrieve: the raw request body ({"ids": [...]}), validated here. The
+-- answer is retrieve's JSON as UTF-8 bytes, which the gateway sends as they are: as `json`
+-- it would be parsed once more to be validated, which costs more than rendering saves.
 CREATE OR REPLACE FUNCTION cards.retrieve_request(p_tenant_id uuid, p_body bytea)
-RETURNS json
+RETURNS bytea
 LANGUAGE plpgsql
 VOLATILE
 SECURITY DEFINER
@@ -132,9 +161,9 @@ BEGIN
     IF jsonb_array_length(v_errors) > 0 THEN
         PERFORM cards._raise_invalid(v_errors);
     END IF;
-    RETURN cards._retrieve(
+    RETURN convert_to(cards._retrieve(
         p_tenant_id, ARRAY(SELECT (i.id #>> '{}')::uuid FROM jsonb_array_elements(v_ids) AS i (id))
-    );
+    ), 'UTF8');
 END
 $$;
 COMMENT ON FUNCTION cards.retrieve_request(uuid, bytea) IS 'Gateway: retrieve from the raw HTTP body.';
