@@ -295,10 +295,10 @@ BEGIN
     -- PL/pgSQL rather than SQL, for every request calls it: its plan is kept for the session,
     -- where a SQL function's query is planned at each call.
     IF pg_catalog.jsonb_typeof(p_body) <> 'object' THEN
-        RETURN '[{"field": "(body)", "message": "must be a JSON object"}]';
+        RETURN '[{"field": "(body)", "message": "must be a JSON object"}]'::jsonb;
     END IF;
     IF p_body IS NULL OR p_body - p_fields = '{}' THEN  -- no unknown field: the common case
-        RETURN '[]';
+        RETURN '[]'::jsonb;
     END IF;
     RETURN (
         SELECT
