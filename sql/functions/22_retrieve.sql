@@ -1,7 +1,9 @@
 -- Retrieval by id (API.md, "POST /api/v1/cards/retrieve").
 
 -- A card as the API answers it, given its usage (summed over the counter slots by the
--- caller). A single expression, so that it is inlined into the calling query.
+-- caller): its stored rendering (sql/schema/0009) completed with the usage. A single
+-- expression, so that it is inlined into the calling query. The cast to json parses the
+-- text once, still cheaper than rendering the card's jsonb again.
 CREATE OR REPLACE FUNCTION cards._card_json(
     p_card cards.cards, p_usage_count numeric, p_last_used_at timestamptz
 )
@@ -9,19 +11,10 @@ RETURNS json
 LANGUAGE sql
 STABLE
 AS $$
-    SELECT json_build_object(
-        'id', p_card.card_id,
-        'kind', p_card.kind,
-        'title', p_card.title,
-        'content', p_card.content,
-        'tags', p_card.tags,
-        'metadata', p_card.metadata,
-        'content_hash', encode(p_card.content_hash, 'hex'),
-        'usage_count', coalesce(p_usage_count, 0),
-        'created_at', cards._rfc3339(p_card.created_at),
-        'updated_at', cards._rfc3339(p_card.updated_at),
-        'last_used_at', cards._rfc3339(p_last_used_at)
-    )
+    SELECT concat(
+        p_card.rendering, ', "usage_count" : ', coalesce(p_usage_count, 0),
+        ', "last_used_at" : ', coalesce('"' || cards._rfc3339(p_last_used_at) || '"', 'null'), '}'
+    )::json
 $$;
 
 -- _retrieve and retrieve_request answered json before migration 0009 (the stored
