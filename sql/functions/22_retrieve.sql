@@ -56,8 +56,9 @@ BEGIN
             'index', array_position(p_ids, NULL) - 1, 'field', 'ids', 'message', 'must not be null'
         )));
     END IF;
-    -- The cards and their usage each in one index scan bounded by the ids (at most 1000
-    -- probes, whatever the statistics say), joined to the ids.
+    -- The cards in one index scan bounded by the ids (at most 1000 probes, whatever the
+    -- statistics say), joined to the ids; the usage of each found card by its own probe
+    -- (the generic plan of one scan for all of them aggregated it again for each card).
     -- concat, not ||: each || copies the whole text so far.
     SELECT concat(
         '{"cards" : [',
@@ -80,12 +81,11 @@ BEGIN
         ON
             c.tenant_id = p_tenant_id AND c.card_id = w.id AND c.card_id = ANY(p_ids)
             AND c.deleted_at IS NULL
-    LEFT JOIN (
-        SELECT n.card_id, sum(n.usage_count) AS usage_count, max(n.last_used_at) AS last_used_at
+    LEFT JOIN LATERAL (
+        SELECT sum(n.usage_count) AS usage_count, max(n.last_used_at) AS last_used_at
         FROM cards.card_usage_counters AS n
-        WHERE n.tenant_id = p_tenant_id AND n.card_id = ANY(p_ids)
-        GROUP BY n.card_id
-    ) AS u ON u.card_id = c.card_id;
+        WHERE n.tenant_id = p_tenant_id AND n.card_id = c.card_id
+    ) AS u ON c.card_id IS NOT NULL;
     RETURN v_result;
 END
 $$;
