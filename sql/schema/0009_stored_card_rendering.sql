@@ -47,7 +47,13 @@ COMMENT ON FUNCTION cards.card_rendering(uuid, text, text, jsonb, text[], jsonb,
 REVOKE ALL ON FUNCTION cards.card_rendering(uuid, text, text, jsonb, text[], jsonb, bytea, timestamptz, timestamptz)
 FROM public;
 
+-- Kept in the row uncompressed (STORAGE MAIN): a row over ~2 KB then moves its content and
+-- search columns to the TOAST table first, and retrieve reads the rendering without a
+-- TOAST lookup or a decompression (in the default EXTENDED storage about half of the 1 KB
+-- cards had their rendering moved out of the row). In the same statement as the column,
+-- so that the rewrite already stores it so.
 ALTER TABLE cards.cards
 ADD COLUMN rendering text GENERATED ALWAYS AS (
     cards.card_rendering(card_id, kind, title, content, tags, metadata, content_hash, created_at, updated_at)
-) STORED;
+) STORED,
+ALTER COLUMN rendering SET STORAGE MAIN;
