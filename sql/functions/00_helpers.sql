@@ -33,7 +33,10 @@ VOLATILE
 AS $$
 BEGIN
     EXECUTE pg_catalog.format('SET LOCAL cards.tenant_id = %L', coalesce(p_tenant::text, ''));
-    EXECUTE pg_catalog.format('SET LOCAL cards.scope = %L', p_scope);
+    -- Leaving a scope that was never entered changes nothing: skipped (each EXECUTE costs).
+    IF p_scope <> '' OR coalesce(pg_catalog.current_setting('cards.scope', true), '') <> '' THEN
+        EXECUTE pg_catalog.format('SET LOCAL cards.scope = %L', p_scope);
+    END IF;
 END
 $$;
 
