@@ -4,8 +4,8 @@
 -- a function or an operator, writes its rendering too, and no writer needs to know.
 -- The price: more bytes per card and a rendering per card written (bench/ANALYSIS.md).
 --
--- Adding the column rewrites cards.cards under an exclusive lock (about 20 s per million
--- cards on the bench machine): reads and writes of cards wait while it runs.
+-- Adding the column rewrites cards.cards under an exclusive lock (~18 s per 100k cards
+-- on the bench machine, so minutes at a million): reads and writes of cards wait meanwhile.
 
 SET LOCAL ROLE cards_owner;
 
