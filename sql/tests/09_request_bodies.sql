@@ -3,7 +3,7 @@
 -- NUL escape (\u0000, which jsonb cannot hold) is a CKVAL naming its item and field; an
 -- unknown envelope field is a CKVAL; a malformed path id names no card (CKNFD).
 BEGIN;
-SELECT plan(52);
+SELECT plan(54);
 
 -- Test-only helpers, rolled back with the transaction.
 -- The statements tenant A's gateway runs for a raw body (text, sent as its UTF-8 bytes).
@@ -236,6 +236,20 @@ SELECT is(
       {"index": 5, "field": "ids", "message": "must be a UUID string"},
       {"index": 6, "field": "ids", "message": "must be a UUID string"}]',
     'every id that is not a canonical UUID string is refused by its index (no dashes, braces or spaces either)'
+);
+SELECT is(
+    test.error_detail(pg_temp.retrieve_sql(format(
+        '{"ids": ["%s", "0000000g-0000-4000-8000-000000000000", "0000-00000000-0000-0000-000000000000"]}',
+        test.id('c1')
+    ))),
+    '[{"index": 1, "field": "ids", "message": "must be a UUID string"},
+      {"index": 2, "field": "ids", "message": "must be a UUID string"}]',
+    'an id of the canonical length with a non-hex digit, or with its dashes elsewhere, is refused by its index'
+);
+SELECT is(
+    test.error_detail(pg_temp.usage_sql(test.id('c1')::text, '{"workflow_id": "wf", "run_id": "r", "metadata": null}')),
+    '[{"field": "metadata", "message": "must be a JSON object"}]',
+    'a usage report with metadata null is checked rule by rule, not taken for one without metadata'
 );
 SELECT is(
     test.error_detail(pg_temp.retrieve_sql('{"ids": ["\u0000"]}')),
