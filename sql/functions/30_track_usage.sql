@@ -146,24 +146,39 @@ DECLARE
     v_doc jsonb;
     v_errors jsonb;
     v_card_id uuid;
+    v_workflow_id text;
+    v_run_id text;
+    v_metadata jsonb;
 BEGIN
     PERFORM cards._enter_tenant(p_tenant_id);
     v_card_id := cards._card_id(p_card_id);
     SELECT r.body, r.errors INTO v_doc, v_errors
     FROM cards._request_object(p_body, '{workflow_id,run_id,metadata}') AS r;
-    IF v_doc IS NOT NULL THEN
-        v_errors := v_errors || cards._nul_errors(v_doc, '{metadata,run_id,workflow_id}') || cards._usage_input_errors(
-            CASE WHEN jsonb_typeof(v_doc -> 'workflow_id') = 'string' THEN v_doc ->> 'workflow_id' END,
-            CASE WHEN jsonb_typeof(v_doc -> 'run_id') = 'string' THEN v_doc ->> 'run_id' END,
-            coalesce(v_doc -> 'metadata', '{}')
-        );
+    v_workflow_id := v_doc ->> 'workflow_id';
+    v_run_id := v_doc ->> 'run_id';
+    v_metadata := coalesce(v_doc -> 'metadata', '{}');
+    -- A plain report (an object of two ids, strings of 1 to 255 characters without NUL, and
+    -- no metadata or an empty one) breaks no rule: only another body is checked rule by
+    -- rule, to name every rule it breaks.
+    IF (
+        jsonb_array_length(v_errors) = 0
+        AND jsonb_typeof(v_doc -> 'workflow_id') = 'string' AND jsonb_typeof(v_doc -> 'run_id') = 'string'
+        AND char_length(v_workflow_id) BETWEEN 1 AND 255 AND char_length(v_run_id) BETWEEN 1 AND 255
+        AND strpos(v_workflow_id || v_run_id, chr(1114111)) = 0
+        AND v_metadata = '{}'
+    ) IS NOT TRUE THEN
+        IF v_doc IS NOT NULL THEN
+            v_errors := v_errors || cards._nul_errors(v_doc, '{metadata,run_id,workflow_id}') || cards._usage_input_errors(
+                CASE WHEN jsonb_typeof(v_doc -> 'workflow_id') = 'string' THEN v_workflow_id END,
+                CASE WHEN jsonb_typeof(v_doc -> 'run_id') = 'string' THEN v_run_id END,
+                v_metadata
+            );
+        END IF;
+        IF jsonb_array_length(v_errors) > 0 THEN
+            PERFORM cards._raise_invalid(v_errors);
+        END IF;
     END IF;
-    IF jsonb_array_length(v_errors) > 0 THEN
-        PERFORM cards._raise_invalid(v_errors);
-    END IF;
-    RETURN QUERY SELECT * FROM cards._track_usage(
-        p_tenant_id, v_card_id, v_doc ->> 'workflow_id', v_doc ->> 'run_id', coalesce(v_doc -> 'metadata', '{}')
-    );
+    RETURN QUERY SELECT * FROM cards._track_usage(p_tenant_id, v_card_id, v_workflow_id, v_run_id, v_metadata);
 END
 $$;
 COMMENT ON FUNCTION cards.track_usage_request(uuid, text, bytea) IS

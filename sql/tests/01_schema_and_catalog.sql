@@ -40,10 +40,10 @@ SELECT set_eq(
         'index_pending_search', 'search_index_backlog',
         'list_api_keys', 'set_tenant_limits', 'audit_events', 'api_key_grant', 'take_request_tokens',
         'start_session', 'session_principal', 'end_session', 'purge_expired_sessions',
-        'current_tenant_id', 'in_maintenance_scope', 'search_vector'
+        'current_tenant_id', 'in_maintenance_scope', 'search_vector', 'card_rendering'
     ],
     'the functions of schema cards without a leading _ are the documented ones, the two policy '
-    || 'helpers and the full-text expression'
+    || 'helpers, the full-text expression and the stored rendering''s'
 );
 
 SELECT is(

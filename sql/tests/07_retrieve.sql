@@ -2,7 +2,7 @@
 -- cards in order of first appearance, each once; every other id (unknown, soft-deleted,
 -- another tenant's) under "missing", indistinguishably. The card representation.
 BEGIN;
-SELECT plan(26);
+SELECT plan(28);
 
 -- Test-only helpers, rolled back with the transaction.
 -- Tenant A's retrieve of the named fixtures (or literal UUIDs), as jsonb.
@@ -169,6 +169,25 @@ SELECT ok(
         ) AS i (id)
     ),
     'ids are answered in lowercase'
+);
+
+-- The answer's static part is stored with the card (sql/schema/0010): a write of any kind
+-- renders it again, in UTC whatever the writer's time zone.
+RESET ROLE;
+SET LOCAL timezone = 'Pacific/Chatham';
+UPDATE cards.cards SET title = 'Two, "renamed" ✓', updated_at = now() + interval '1 hour'
+WHERE card_id = test.id('c2');
+RESET timezone;
+SET LOCAL ROLE cards_gateway;
+SELECT is(
+    pg_temp.retrieve_a('c2') -> 'cards' -> 0 ->> 'title',
+    'Two, "renamed" ✓',
+    'a card changed by any writer is answered as it now is'
+);
+SELECT is(
+    pg_temp.retrieve_a('c2') -> 'cards' -> 0 ->> 'updated_at',
+    to_char((now() + interval '1 hour') AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"'),
+    'its stored timestamps are in UTC whatever the writer''s time zone'
 );
 
 -- ---------------------------------------------------------------------------------

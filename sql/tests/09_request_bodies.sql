@@ -3,7 +3,7 @@
 -- NUL escape (\u0000, which jsonb cannot hold) is a CKVAL naming its item and field; an
 -- unknown envelope field is a CKVAL; a malformed path id names no card (CKNFD).
 BEGIN;
-SELECT plan(52);
+SELECT plan(54);
 
 -- Test-only helpers, rolled back with the transaction.
 -- The statements tenant A's gateway runs for a raw body (text, sent as its UTF-8 bytes).
@@ -238,6 +238,20 @@ SELECT is(
     'every id that is not a canonical UUID string is refused by its index (no dashes, braces or spaces either)'
 );
 SELECT is(
+    test.error_detail(pg_temp.retrieve_sql(format(
+        '{"ids": ["%s", "0000000g-0000-4000-8000-000000000000", "0000-00000000-0000-0000-000000000000"]}',
+        test.id('c1')
+    ))),
+    '[{"index": 1, "field": "ids", "message": "must be a UUID string"},
+      {"index": 2, "field": "ids", "message": "must be a UUID string"}]',
+    'an id of the canonical length with a non-hex digit, or with its dashes elsewhere, is refused by its index'
+);
+SELECT is(
+    test.error_detail(pg_temp.usage_sql(test.id('c1')::text, '{"workflow_id": "wf", "run_id": "r", "metadata": null}')),
+    '[{"field": "metadata", "message": "must be a JSON object"}]',
+    'a usage report with metadata null is checked rule by rule, not taken for one without metadata'
+);
+SELECT is(
     test.error_detail(pg_temp.retrieve_sql('{"ids": ["\u0000"]}')),
     '[{"index": 0, "field": "ids", "message": "must be a UUID string"}]',
     'a NUL escape as an id is just a malformed id'
@@ -275,17 +289,17 @@ SELECT is(
     '1001 ids are refused'
 );
 SELECT is(
-    cards.retrieve_request(
+    convert_from(cards.retrieve_request(
         test.id('tenant_a'), convert_to(format('{"ids": ["%s"]}', test.id('c1')), 'UTF8')
-    )::jsonb,
+    ), 'UTF8')::jsonb,
     cards.retrieve(test.id('tenant_a'), ARRAY[test.id('c1')])::jsonb,
     'a valid body answers what retrieve answers'
 );
 SELECT is(
-    cards.retrieve_request(
+    convert_from(cards.retrieve_request(
         test.id('tenant_a'),
         convert_to(format('{"ids": ["%s", "%s"]}', upper(test.id('c1')::text), test.id('c1')), 'UTF8')
-    )::jsonb,
+    ), 'UTF8')::jsonb,
     cards.retrieve(test.id('tenant_a'), ARRAY[test.id('c1')])::jsonb,
     'an upper-case id is accepted, is the same id as its lower-case form, and is answered in lower case'
 );

@@ -85,9 +85,9 @@ SELECT is(
     'and gets only its own card'
 );
 SELECT is(
-    cards.retrieve_request(
+    convert_from(cards.retrieve_request(
         test.id('tenant_b'), convert_to(format('{"ids": ["%s"]}', test.id('a1')), 'UTF8')
-    )::jsonb,
+    ), 'UTF8')::jsonb,
     jsonb_build_object('cards', '[]'::jsonb, 'missing', jsonb_build_array(test.id('a1'))),
     'retrieve_request likewise'
 );
