@@ -4,7 +4,10 @@ Each test migrates a database of its own from a copy of sql/ that it edits."""
 
 from __future__ import annotations
 
+import io
 import shutil
+import subprocess
+import tarfile
 from pathlib import Path
 
 import psycopg
@@ -141,20 +144,42 @@ async def test_the_drop_spares_what_the_schema_is_built_on(migrated: str, sql_di
 BATCH = "SELECT cards.batch_create(%s, %s::jsonb)"
 
 
-async def test_0009_keeps_every_card_s_search_and_leaves_new_cards_pending(make_database, sql_dir: Path):
-    held = sql_dir.parent / "0009.sql"
-    (sql_dir / "schema" / "0009_search_indexed_after_commit.sql").rename(held)
+def _sql_before(migration: str, into: Path) -> Path:
+    """sql/ as it was just before `migration` was added: its functions are that schema's (from the
+    git history; a clone without it skips the test)."""
+    root = SQL_DIR.parent
+    try:
+        log = ["git", "-C", str(root), "log", "--diff-filter=A", "--format=%H", "--"]
+        added = subprocess.run(
+            [*log, f"sql/schema/{migration}"], capture_output=True, text=True, check=True
+        ).stdout.split()
+        archive = subprocess.run(
+            ["git", "-C", str(root), "archive", f"{added[-1]}^", "sql"], capture_output=True, check=True
+        ).stdout
+    except (OSError, subprocess.CalledProcessError, IndexError):
+        pytest.skip(f"needs the git history that added {migration}")
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    return into / "sql"
+
+
+async def test_0009_keeps_every_card_s_search_and_0010_renders_the_cards_there_were(
+    make_database, sql_dir: Path, tmp_path: Path
+):
     dsn = make_database("cards_migrate")
-    await migrate(dsn, sql_dir)  # version 8: `search` generated
+    await migrate(dsn, _sql_before("0009_search_indexed_after_commit.sql", tmp_path / "v8"))
     with psycopg.connect(dsn, autocommit=True) as conn:
+        assert conn.execute("SELECT cards.schema_version()").fetchone()[0] == 8
         tenant = conn.execute("SELECT cards.create_tenant('t')").fetchone()[0]
         conn.execute(BATCH, (tenant, '[{"title": "Walrus", "content": "tusks"}]'))
         before = conn.execute("SELECT card_id, search::text FROM cards.cards").fetchall()
-    held.rename(sql_dir / "schema" / "0009_search_indexed_after_commit.sql")
     await migrate(dsn, sql_dir)
     with psycopg.connect(dsn, autocommit=True) as conn:
         assert conn.execute("SELECT card_id, search::text FROM cards.cards").fetchall() == before
         assert "walrus" in before[0][1]
+        answer = conn.execute("SELECT cards.retrieve(%s, ARRAY[%s::uuid])", (tenant, before[0][0])).fetchone()
+        [card] = answer[0]["cards"]
+        assert card["title"] == "Walrus" and card["usage_count"] == 0
         conn.execute(BATCH, (tenant, '[{"title": "Seal", "content": "x"}]'))
         assert conn.execute("SELECT search FROM cards.cards WHERE title = 'Seal'").fetchone()[0] is None
 
