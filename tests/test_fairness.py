@@ -131,7 +131,8 @@ async def test_one_tenant_holding_its_share_of_the_pool_leaves_another_served_as
         job.rollback()
         job.close()
     statuses = [response.status for response in await asyncio.gather(*heavy)]
-    assert busy <= max(2 * idle, 0.01), (idle, busy)
+    # Without the cap B waits about a second; the bound leaves room for a busy machine (make test).
+    assert busy <= max(3 * idle, 0.05), (idle, busy)
     assert set(statuses) <= {201, 409, 503}  # A's own excess waits for A's share, then 503
 
 
