@@ -293,8 +293,9 @@ def render(result: dict, latest: dict[str, dict], image: str | None) -> str:
         "machine has 200 %).",
         f"- Gateway: `python -m gateway` (aiohttp + uvloop), {cfg.get('gateway_workers', 1)} worker "
         f"process(es) (`CARDS_WORKERS`), {cfg['gateway_pool']} pool connections in all opened up front, "
-        f"log level {cfg['gateway_log_level']} (one JSON access-log line per request, to a file). "
-        "wrk: 1 thread. pgbench: 1 thread, `-M prepared`, connections run as role "
+        f"log level {cfg['gateway_log_level']} (one JSON access-log line per request, to a file), "
+        "the per-tenant rate limit set out of reach (100,000 requests/s) except in the rate limiter's "
+        "own runs. wrk: 1 thread. pgbench: 1 thread, `-M prepared`, connections run as role "
         "`cards_gateway` (`PGOPTIONS=-c role=cards_gateway`), over TCP to 127.0.0.1 like the gateway's.",
         f"- Data: {data.get('cards', 0):,} cards of ~1 KB content through `cards.batch_create` in batches of "
         f"1000, loaded at {data.get('cards_per_second', '?')} cards/s; `cards.cards` is "
