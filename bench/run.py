@@ -443,24 +443,39 @@ def measure_client_import(plan: Plan, dsn: str) -> dict:
 def measure_workers(plan: Plan, target: Target, data: dict, token: str, workers: int) -> list[dict]:
     """Retrieve and usage through a gateway of `workers` processes at each concurrency: how
     throughput scales with workers."""
-    runs = []
-    for op in ("retrieve", "usage"):
-        arg = str(data["repeat_pool"]) if op == "usage" else None
-        for conns in plan.conns:
-            tag = f"{token}k{workers}{op}{conns}"
-            run = least_disturbed(
-                plan,
-                lambda o=op, c=conns, t=tag, a=arg: (
-                    plan.warmup and wrk(target, o, c, plan.warmup, f"{t}w", a)
-                ),
-                lambda o=op, c=conns, t=tag, a=arg: wrk(
-                    target, o, c, plan.seconds, f"{t}m{time.time_ns()}", a
-                ),
-            )
-            run["workers"] = workers
-            runs.append(run)
-            say(f"{op} x{conns} {workers} worker(s): " + (run.get("failure") or f"{run['rps']:.1f} req/s"))
+    runs = measure_server(plan, target, data, token, ("retrieve", "usage"), f"k{workers}")
+    for run in runs:
+        run["workers"] = workers
+        say(f"{run['op']} x{run['conns']} {workers} worker(s): " + _outcome(run))
     return runs
+
+
+def measure_server(
+    plan: Plan, target: Target, data: dict, token: str, ops: tuple[str, ...], tag: str
+) -> list[dict]:
+    """Each of `ops` at each concurrency through whatever serves the gateway's port, with the
+    gateway's wrk scripts; `tag` keeps this phase's idempotency keys and run ids apart."""
+    runs = []
+    for op in ops:
+        arg = {"usage": str(data["repeat_pool"]), "batch": "100"}.get(op)
+        for conns in plan.conns:
+            name = f"{token}{tag}{op}{conns}"
+            runs.append(
+                least_disturbed(
+                    plan,
+                    lambda o=op, c=conns, n=name, a=arg: (
+                        plan.warmup and wrk(target, o, c, plan.warmup, f"{n}w", a)
+                    ),
+                    lambda o=op, c=conns, n=name, a=arg: wrk(
+                        target, o, c, plan.seconds, f"{n}m{time.time_ns()}", a
+                    ),
+                )
+            )
+    return runs
+
+
+def _outcome(run: dict) -> str:
+    return run.get("failure") or f"{run['rps']:.1f} req/s p95 {run['p95_ms']} ms"
 
 
 def start_floor(plan: Plan) -> subprocess.Popen:
@@ -486,23 +501,10 @@ def start_floor(plan: Plan) -> subprocess.Popen:
 
 def measure_floor(plan: Plan, target: Target, data: dict, token: str) -> list[dict]:
     """Retrieve and usage through bench/floor.py: the same SQL call with nothing around it."""
-    runs = []
-    for op in ("retrieve", "usage"):
-        arg = str(data["repeat_pool"]) if op == "usage" else None
-        for conns in plan.conns:
-            tag = f"{token}floor{op}{conns}"
-            run = least_disturbed(
-                plan,
-                lambda o=op, c=conns, t=tag, a=arg: (
-                    plan.warmup and wrk(target, o, c, plan.warmup, f"{t}w", a)
-                ),
-                lambda o=op, c=conns, t=tag, a=arg: wrk(
-                    target, o, c, plan.seconds, f"{t}m{time.time_ns()}", a
-                ),
-            )
-            run["via"] = "floor"
-            runs.append(run)
-            say(f"floor {op} x{conns}: " + (run.get("failure") or f"{run['rps']:.1f} req/s"))
+    runs = measure_server(plan, target, data, token, ("retrieve", "usage"), "floor")
+    for run in runs:
+        run["via"] = "floor"
+        say(f"floor {run['op']} x{run['conns']}: " + _outcome(run))
     return runs
 
 
@@ -545,26 +547,10 @@ def start_peer(plan: Plan, workers: int) -> subprocess.Popen:
 
 def measure_peer(plan: Plan, target: Target, data: dict, token: str) -> list[dict]:
     """The plain FastAPI peer through the same wrk scripts: retrieve, usage, batch."""
-    runs = []
-    for op in ("retrieve", "usage", "batch"):
-        arg = {"usage": str(data["repeat_pool"]), "batch": "100"}.get(op)
-        for conns in plan.conns:
-            tag = f"{token}peer{op}{conns}"
-            run = least_disturbed(
-                plan,
-                lambda o=op, c=conns, t=tag, a=arg: (
-                    plan.warmup and wrk(target, o, c, plan.warmup, f"{t}w", a)
-                ),
-                lambda o=op, c=conns, t=tag, a=arg: wrk(
-                    target, o, c, plan.seconds, f"{t}m{time.time_ns()}", a
-                ),
-            )
-            run["via"] = "peer"
-            runs.append(run)
-            say(
-                f"peer {op} x{conns}: "
-                + (run.get("failure") or f"{run['rps']:.1f} req/s p95 {run['p95_ms']} ms")
-            )
+    runs = measure_server(plan, target, data, token, ("retrieve", "usage", "batch"), "peer")
+    for run in runs:
+        run["via"] = "peer"
+        say(f"peer {run['op']} x{run['conns']}: " + _outcome(run))
     return runs
 
 
