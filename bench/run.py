@@ -486,17 +486,22 @@ def start_floor(plan: Plan) -> subprocess.Popen:
     command = [sys.executable, "-m", "bench.floor", str(plan.gw_port), pool]
     with open(log, "ab") as out:
         proc = subprocess.Popen(command, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 30
+    return answering(proc, f"http://127.0.0.1:{plan.gw_port}/health", 30, "the floor server", log)
+
+
+def answering(proc: subprocess.Popen, url: str, seconds: float, name: str, log: Path) -> subprocess.Popen:
+    """`proc` once `url` answers; stopped, and an error naming its log, if it exits or stays silent."""
+    deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError(f"the floor server exited with {proc.returncode}; see {log}")
+            raise RuntimeError(f"{name} exited with {proc.returncode}; see {log}")
         try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{plan.gw_port}/health", timeout=2):
+            with urllib.request.urlopen(url, timeout=2):
                 return proc
         except OSError:
             time.sleep(0.2)
     stop_gateway(proc)
-    raise RuntimeError("the floor server did not answer within 30 s")
+    raise RuntimeError(f"{name} did not answer within {seconds:g} s")
 
 
 def measure_floor(plan: Plan, target: Target, data: dict, token: str) -> list[dict]:
@@ -531,18 +536,9 @@ def start_peer(plan: Plan, workers: int) -> subprocess.Popen:
          "--no-access-log", "--log-level", "warning"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )  # fmt: skip
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the peer exited with {proc.returncode}; see {plan.work / 'peer.log'}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{plan.gw_port}/openapi.json", timeout=2):
-                time.sleep(1)  # every worker's pool
-                return proc
-        except OSError:
-            time.sleep(0.3)
-    stop_gateway(proc)
-    raise RuntimeError("the peer did not answer within 60 s")
+    answering(proc, f"http://127.0.0.1:{plan.gw_port}/openapi.json", 60, "the peer", plan.work / "peer.log")
+    time.sleep(1)  # every worker's pool
+    return proc
 
 
 def measure_peer(plan: Plan, target: Target, data: dict, token: str) -> list[dict]:
