@@ -164,7 +164,7 @@ BEGIN
         jsonb_array_length(v_errors) = 0
         AND jsonb_typeof(v_doc -> 'workflow_id') = 'string' AND jsonb_typeof(v_doc -> 'run_id') = 'string'
         AND char_length(v_workflow_id) BETWEEN 1 AND 255 AND char_length(v_run_id) BETWEEN 1 AND 255
-        AND strpos(v_workflow_id || v_run_id, chr(1114111)) = 0
+        AND NOT cards._has_nul(v_doc)
         AND v_metadata = '{}'
     ) IS NOT TRUE THEN
         IF v_doc IS NOT NULL THEN
