@@ -22,7 +22,7 @@ import uvloop
 from aiohttp import web
 
 from gateway.api import RETRIEVE, USAGE
-from gateway.db import GATEWAY_ROLE
+from gateway.db import GATEWAY_ROLE, json_as_bytes
 
 POOL = web.AppKey("pool", asyncpg.Pool)
 
@@ -57,9 +57,7 @@ def app(dsn: str, pool_size: int) -> web.Application:
             min_size=pool_size,
             max_size=pool_size,
             server_settings={"role": GATEWAY_ROLE},
-            init=lambda conn: conn.set_type_codec(
-                "json", schema="pg_catalog", encoder=bytes, decoder=bytes, format="binary"
-            ),
+            init=json_as_bytes,  # as the gateway's pool does
         )
         yield
         await application[POOL].close()

@@ -17,7 +17,22 @@ GATEWAY_ROLE = "cards_gateway"
 COMMAND_GRACE_S = 1.0
 
 
-async def _json_as_bytes(conn: asyncpg.Connection) -> None:
+def session_settings(config: Config, application_name: str) -> dict:
+    """What every connection of the gateway's is opened with (the pool's and the search
+    indexer's): the gateway's role, even when DATABASE_URL is an owner's or a superuser's DSN
+    (least privilege), and the statement timeout, with a later client-side one for a server
+    that does not answer at all."""
+    return {
+        "command_timeout": config.statement_timeout_ms / 1000 + COMMAND_GRACE_S,
+        "server_settings": {
+            "role": GATEWAY_ROLE,
+            "statement_timeout": str(config.statement_timeout_ms),
+            "application_name": application_name,
+        },
+    }
+
+
+async def json_as_bytes(conn: asyncpg.Connection) -> None:
     """`json` values arrive as the bytes PostgreSQL sent, which the gateway sends on as they are:
     decoding them to str and encoding them again cost two copies of every answer."""
     await conn.set_type_codec("json", schema="pg_catalog", encoder=bytes, decoder=bytes, format="binary")
@@ -46,14 +61,8 @@ class Database:
             min_size=c.pool_min,
             max_size=c.pool_max,
             reset=_keep_session,
-            init=_json_as_bytes,
-            command_timeout=c.statement_timeout_ms / 1000 + COMMAND_GRACE_S,
-            server_settings={
-                # Least privilege even when DATABASE_URL is an owner's or a superuser's DSN.
-                "role": GATEWAY_ROLE,
-                "statement_timeout": str(c.statement_timeout_ms),
-                "application_name": "cards-gateway",
-            },
+            init=json_as_bytes,
+            **session_settings(c, "cards-gateway"),
         )
 
     async def close(self) -> None:

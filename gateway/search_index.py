@@ -19,7 +19,7 @@ import asyncpg
 from prometheus_client import Counter, Gauge
 
 from .config import Config
-from .db import COMMAND_GRACE_S, GATEWAY_ROLE
+from .db import session_settings
 
 log = logging.getLogger("cards.search_index")
 
@@ -76,14 +76,7 @@ class SearchIndexer:
     async def _serve(self) -> None:
         c = self.config
         conn = await asyncpg.connect(
-            c.database_url,
-            timeout=c.pool_timeout_s,
-            command_timeout=c.statement_timeout_ms / 1000 + COMMAND_GRACE_S,
-            server_settings={
-                "role": GATEWAY_ROLE,
-                "statement_timeout": str(c.statement_timeout_ms),
-                "application_name": "cards-search-indexer",
-            },
+            c.database_url, timeout=c.pool_timeout_s, **session_settings(c, "cards-search-indexer")
         )
         try:
             while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY):  # noqa: ASYNC110
