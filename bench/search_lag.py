@@ -73,8 +73,10 @@ def measure_lag(gw_port: int, work: Path, batches: int, cards_per_batch: int = 1
     }
 
 
-async def index_all(dsn: str, target: Target | None = None) -> dict:
-    """Indexes every pending card, tenant by tenant; with `target`, PostgreSQL's CPU for it."""
+async def index_all(dsn: str, target: Target | None = None, analyze: bool = False) -> dict:
+    """Indexes every pending card, tenant by tenant; with `target`, PostgreSQL's CPU for it.
+    With `analyze`, then takes the statistics afresh, as autovacuum would a minute later: the
+    measured runs then start from statistics of indexed cards, not of the load."""
     conn = await asyncpg.connect(dsn)
     try:
         before = postgres_ticks(target.postmaster_pid) if target else 0
@@ -87,6 +89,8 @@ async def index_all(dsn: str, target: Target | None = None) -> dict:
                     break
         await asyncio.sleep(0.25)  # as CpuMeter: the backend's time settles
         cpu_s = (postgres_ticks(target.postmaster_pid) - before) / _TICK if target else 0.0
+        if analyze:
+            await conn.execute("ANALYZE cards.cards")
     finally:
         await conn.close()
     out: dict = {"indexed": indexed}

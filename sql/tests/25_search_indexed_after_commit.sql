@@ -4,7 +4,7 @@
 -- cards; search_index_backlog shows every tenant's pending cards; update_card indexes the
 -- card it changes at once.
 BEGIN;
-SELECT plan(17);
+SELECT plan(18);
 
 SELECT test.remember('tenant_a', cards.create_tenant('Tenant A')::text);
 SELECT test.remember('tenant_b', cards.create_tenant('Tenant B')::text);
@@ -123,5 +123,28 @@ SELECT is(
     ARRAY[test.id('a3')::text],
     'so does an update of an indexed card: q= finds its new title at once'
 );
+-- ---------------------------------------------------------------------------------
+-- The backlog reads the pending cards only, also under statistics from an import
+-- ---------------------------------------------------------------------------------
+
+RESET ROLE;
+SELECT count(*) FROM generate_series(0, 1) AS part, cards.batch_create(
+    test.id('tenant_b'),
+    (SELECT jsonb_agg(jsonb_build_object('title', 'imported ' || part || '-' || g, 'content', g)) FROM generate_series(1, 1000) AS g)
+);
+ANALYZE cards.cards;  -- statistics in which almost every card is pending
+SELECT cards.index_pending_search(test.id('tenant_b'), 5000);
+SELECT test.remember('seq_scans', (
+    SELECT s.seq_scan::text FROM pg_catalog.pg_stat_xact_user_tables AS s WHERE s.relid = 'cards.cards'::regclass
+));
+SET LOCAL ROLE cards_gateway;
+SELECT count(*) FROM cards.search_index_backlog();
+RESET ROLE;
+SELECT is(
+    (SELECT s.seq_scan FROM pg_catalog.pg_stat_xact_user_tables AS s WHERE s.relid = 'cards.cards'::regclass),
+    current_setting('tap.seq_scans')::bigint,
+    'search_index_backlog does not scan the whole table when the statistics say most cards are pending'
+);
+
 SELECT * FROM finish();
 ROLLBACK;
