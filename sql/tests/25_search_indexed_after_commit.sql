@@ -130,18 +130,25 @@ SELECT is(
 RESET ROLE;
 SELECT count(*) FROM generate_series(0, 1) AS part, cards.batch_create(
     test.id('tenant_b'),
-    (SELECT jsonb_agg(jsonb_build_object('title', 'imported ' || part || '-' || g, 'content', g)) FROM generate_series(1, 1000) AS g)
+    (
+        SELECT jsonb_agg(jsonb_build_object('title', 'imported ' || part || '-' || g, 'content', g))
+        FROM generate_series(1, 1000) AS g
+    )
 );
 ANALYZE cards.cards;  -- statistics in which almost every card is pending
 SELECT cards.index_pending_search(test.id('tenant_b'), 5000);
 SELECT test.remember('seq_scans', (
-    SELECT s.seq_scan::text FROM pg_catalog.pg_stat_xact_user_tables AS s WHERE s.relid = 'cards.cards'::regclass
+    SELECT s.seq_scan::text FROM pg_catalog.pg_stat_xact_user_tables AS s
+    WHERE s.relid = 'cards.cards'::regclass
 ));
 SET LOCAL ROLE cards_gateway;
 SELECT count(*) FROM cards.search_index_backlog();
 RESET ROLE;
 SELECT is(
-    (SELECT s.seq_scan FROM pg_catalog.pg_stat_xact_user_tables AS s WHERE s.relid = 'cards.cards'::regclass),
+    (
+        SELECT s.seq_scan FROM pg_catalog.pg_stat_xact_user_tables AS s
+        WHERE s.relid = 'cards.cards'::regclass
+    ),
     current_setting('tap.seq_scans')::bigint,
     'search_index_backlog does not scan the whole table when the statistics say most cards are pending'
 );
