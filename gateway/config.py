@@ -80,8 +80,7 @@ class Config:
     session_ttl_s: float = 12 * 3600.0
     # Gateway processes serving the port (SO_REUSEPORT), each with its own pool: one per core.
     workers: int = field(default_factory=lambda: len(os.sched_getaffinity(0)))
-    # The search indexer (gateway/search_index.py): on, and how often it looks for new cards when
-    # no batch has woken it.
+    # The search indexer (gateway/search_index.py): on, and how often it looks for new cards.
     search_indexer: bool = True
     search_index_interval_s: float = 0.25
 

@@ -1,12 +1,15 @@
 """The search indexer: makes new cards findable by `q=` shortly after their batch commits.
 
-A batch leaves its cards' full-text `search` empty (it was two thirds of a batch's PostgreSQL CPU)
-and NOTIFYs `cards_search`. This task, one per gateway process, LISTENs on a connection of its own
-and also looks every CARDS_SEARCH_INDEX_INTERVAL_S, since a NOTIFY sent on a Citus worker never
-reaches the coordinator. Each time it reads the backlog (`cards.search_index_backlog()`: per tenant,
-the pending cards and the oldest one's age), exports it, and indexes the tenants' cards in chunks
+A batch leaves its cards' full-text `search` empty (it was two thirds of a batch's PostgreSQL CPU).
+This task, one per gateway process, looks every CARDS_SEARCH_INDEX_INTERVAL_S on a connection of its
+own: it reads the backlog (`cards.search_index_backlog()`: per tenant, the pending cards and the
+oldest one's age), exports it, and indexes the tenants' cards in chunks
 (`cards.index_pending_search`). Of several workers or gateways only the holder of an advisory lock
-indexes; the others stand by and take over when it goes. sql/functions/23_search_index.sql."""
+indexes; the others stand by and take over when it goes. sql/functions/23_search_index.sql.
+
+It polls rather than LISTENs: a NOTIFY from each batch made concurrent batches commit one at a
+time (the notifying transaction holds a database-wide lock through its commit), and a NOTIFY sent on
+a Citus worker never reaches the coordinator anyway."""
 
 from __future__ import annotations
 
@@ -23,7 +26,6 @@ from .db import session_settings
 
 log = logging.getLogger("cards.search_index")
 
-CHANNEL = "cards_search"
 BACKLOG = "SELECT tenant_id, pending, oldest_age_s FROM cards.search_index_backlog()"
 INDEX = "SELECT cards.index_pending_search($1::uuid, $2::integer)"
 LOCK_KEY = 0x63617264735F7371  # pg_try_advisory_lock: one indexer per database ("cards_sq")
@@ -48,7 +50,6 @@ class SearchIndexer:
         self.indexed = Counter(
             "cards_search_indexed_cards", "Cards indexed for q= by this gateway.", registry=registry
         )
-        self._wake = asyncio.Event()
 
     async def running(self, app) -> AsyncIterator[None]:
         """The app's cleanup context: the indexer runs while the app does."""
@@ -81,16 +82,11 @@ class SearchIndexer:
         try:
             while not await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY):  # noqa: ASYNC110
                 await asyncio.sleep(STANDBY_S)  # another process indexes: a database lock, no Event
-            await conn.add_listener(CHANNEL, lambda *_: self._wake.set())
             while True:
-                self._wake.clear()
                 await self.index_pending(conn)
-                try:
-                    await asyncio.wait_for(self._wake.wait(), c.search_index_interval_s)
-                except TimeoutError:
-                    pass
+                await asyncio.sleep(c.search_index_interval_s)
         finally:
-            conn.terminate()  # the lock and the LISTEN end with the session; no wait on a frozen server
+            conn.terminate()  # the lock ends with the session; no wait on a frozen server
 
     async def index_pending(self, conn: asyncpg.Connection) -> None:
         # In a transaction block: on Citus only then does the function's maintenance scope (SET

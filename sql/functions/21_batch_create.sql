@@ -169,11 +169,9 @@ BEGIN
             MESSAGE = 'A card this batch matched was deleted concurrently; retry the request.';
     END IF;
     PERFORM cards._count_live_cards(p_tenant_id, cardinality(v_created));
-    IF cardinality(v_created) > 0 THEN
-        -- Wakes the search indexer at the commit (a gateway LISTENs; it also polls, for a
-        -- NOTIFY sent on a Citus worker does not reach the coordinator).
-        PERFORM pg_notify('cards_search', p_tenant_id::text);
-    END IF;
+    -- No NOTIFY for the search indexer, which looks for new cards a few times a second: a
+    -- transaction that notifies holds a lock of the whole database through its commit, so
+    -- concurrent batches committed one after another (bench/ANALYSIS.md).
 
     IF p_idempotency_key IS NOT NULL THEN
         UPDATE cards.idempotency_keys AS k SET response_status = 201, response_body = v_body
