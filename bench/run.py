@@ -673,7 +673,7 @@ def run(plan: Plan) -> int:
         )
         # The load leaves its cards for the search indexer: index them now, as a gateway would
         # right after an import, so that no measured run shares the machine with that work.
-        indexed = asyncio.run(search_lag.index_all(dsn, analyze=True))
+        indexed = asyncio.run(search_lag.index_all(dsn, settle=True))
         say(f"search index: {indexed['indexed']} loaded cards indexed")
         asyncio.run(check_listings(dsn))
         result["postgres"] = asyncio.run(pg_facts(dsn))

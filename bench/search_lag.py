@@ -73,10 +73,11 @@ def measure_lag(gw_port: int, work: Path, batches: int, cards_per_batch: int = 1
     }
 
 
-async def index_all(dsn: str, target: Target | None = None, analyze: bool = False) -> dict:
+async def index_all(dsn: str, target: Target | None = None, settle: bool = False) -> dict:
     """Indexes every pending card, tenant by tenant; with `target`, PostgreSQL's CPU for it.
-    With `analyze`, then takes the statistics afresh, as autovacuum would a minute later: the
-    measured runs then start from statistics of indexed cards, not of the load."""
+    With `settle`, then vacuums and analyzes, as autovacuum would within minutes: the measured
+    runs then start from statistics of indexed cards, not of the load, and autovacuum does not
+    clean up after the indexing during them."""
     conn = await asyncpg.connect(dsn)
     try:
         before = postgres_ticks(target.postmaster_pid) if target else 0
@@ -89,8 +90,8 @@ async def index_all(dsn: str, target: Target | None = None, analyze: bool = Fals
                     break
         await asyncio.sleep(0.25)  # as CpuMeter: the backend's time settles
         cpu_s = (postgres_ticks(target.postmaster_pid) - before) / _TICK if target else 0.0
-        if analyze:
-            await conn.execute("ANALYZE cards.cards")
+        if settle:
+            await conn.execute("VACUUM ANALYZE")
     finally:
         await conn.close()
     out: dict = {"indexed": indexed}
