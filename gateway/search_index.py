@@ -1,12 +1,13 @@
 """The search indexer: makes new cards findable by `q=` shortly after their batch commits.
 
 A batch leaves its cards' full-text search (`cards.card_search`) empty (it was two thirds of a
-batch's PostgreSQL CPU) and NOTIFYs `cards_search`. This task, one per gateway process, LISTENs on a connection of its own
-and also looks every CARDS_SEARCH_INDEX_INTERVAL_S, since a NOTIFY sent on a Citus worker never
-reaches the coordinator. Each time it reads the backlog (`cards.search_index_backlog()`: per tenant,
-the pending cards and the oldest one's age), exports it, and indexes the tenants' cards in chunks
-(`cards.index_pending_search`). Of several workers or gateways only the holder of an advisory lock
-indexes; the others stand by and take over when it goes. sql/functions/23_search_index.sql."""
+batch's PostgreSQL CPU) and NOTIFYs `cards_search`. This task, one per gateway process, LISTENs on
+a connection of its own and also looks every CARDS_SEARCH_INDEX_INTERVAL_S, since a NOTIFY sent on
+a Citus worker never reaches the coordinator. Each time it reads the backlog
+(`cards.search_index_backlog()`: per tenant, the pending cards and the oldest one's age), exports
+it, and indexes the tenants' cards in chunks (`cards.index_pending_search`). Of several workers or
+gateways only the holder of an advisory lock indexes; the others stand by and take over when it
+goes. sql/functions/23_search_index.sql."""
 
 from __future__ import annotations
 

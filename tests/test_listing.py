@@ -369,7 +369,9 @@ def plans(make_database) -> dict[str, list[tuple[str, str]]]:
             ]
             conn.execute("SELECT cards.batch_create(%s, %s)", (tenant, json.dumps(batch)))
         conn.execute("SELECT cards.index_pending_search(%s, %s)", (tenant, _PLAN_CARDS))
-        conn.execute("ANALYZE cards.cards, cards.card_tags, cards.card_search")
+        # Vacuumed, as autovacuum leaves a table: until then card_search_pending still holds an
+        # entry per indexed card, and q='s plan reads the tenant's search rows by key instead.
+        conn.execute("VACUUM ANALYZE cards.cards, cards.card_tags, cards.card_search")
         notices = explain_nested_statements(conn)
         # A few thousand rows fit in a handful of pages, where a sequential scan costs least
         # whatever the filter; the question here is which index serves the filter.
@@ -435,7 +437,8 @@ def test_q_is_served_by_card_search_terms(plans):
 def test_every_filter_is_bounded_by_the_tenant_in_an_index(plans):
     for name, scans in plans.items():
         assert any(
-            name.startswith(("cards_", "card_tags_", "card_search_")) and "tenant_id = '" in cond for name, cond in scans
+            name.startswith(("cards_", "card_tags_", "card_search_")) and "tenant_id = '" in cond
+            for name, cond in scans
         ), (
             name,
             scans,

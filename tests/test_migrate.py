@@ -199,20 +199,30 @@ async def test_0011_moves_every_card_s_search_indexed_or_pending_deleted_or_live
     with psycopg.connect(dsn, autocommit=True) as conn:
         assert conn.execute("SELECT cards.schema_version()").fetchone()[0] == 10
         tenant = conn.execute("SELECT cards.create_tenant('t')").fetchone()[0]
-        conn.execute(BATCH, (tenant, '[{"title": "Walrus", "content": "tusks"}, {"title": "Gone", "content": 1}]'))
+        conn.execute(
+            BATCH, (tenant, '[{"title": "Walrus", "content": "tusks"}, {"title": "Gone", "content": 1}]')
+        )
         conn.execute("SELECT cards.index_pending_search(%s, 10)", (tenant,))
         gone = conn.execute("SELECT card_id FROM cards.cards WHERE title = 'Gone'").fetchone()[0]
         conn.execute("SELECT cards.delete_card(%s, %s)", (tenant, str(gone)))
         conn.execute(BATCH, (tenant, '[{"title": "Narwhal", "content": "horn"}]'))  # left pending
-        before = conn.execute("SELECT card_id, created_at, search::text FROM cards.cards ORDER BY 1").fetchall()
+        before = conn.execute(
+            "SELECT card_id, created_at, search::text FROM cards.cards ORDER BY 1"
+        ).fetchall()
     await migrate(dsn, sql_dir)
     with psycopg.connect(dsn, autocommit=True) as conn:
-        after = conn.execute("SELECT card_id, created_at, search::text FROM cards.card_search ORDER BY 1").fetchall()
+        after = conn.execute(
+            "SELECT card_id, created_at, search::text FROM cards.card_search ORDER BY 1"
+        ).fetchall()
         assert after == before and len(after) == 3
-        assert [c["title"] for c in conn.execute(LIST_Q, (tenant, "walrus")).fetchone()[0]["cards"]] == ["Walrus"]
+        assert [c["title"] for c in conn.execute(LIST_Q, (tenant, "walrus")).fetchone()[0]["cards"]] == [
+            "Walrus"
+        ]
         assert conn.execute(SEARCH_OF, ("Narwhal",)).fetchone()[0] is None
         assert conn.execute("SELECT cards.index_pending_search(%s, 10)", (tenant,)).fetchone()[0] == 1
-        assert [c["title"] for c in conn.execute(LIST_Q, (tenant, "narwhal")).fetchone()[0]["cards"]] == ["Narwhal"]
+        assert [c["title"] for c in conn.execute(LIST_Q, (tenant, "narwhal")).fetchone()[0]["cards"]] == [
+            "Narwhal"
+        ]
         conn.execute("SELECT cards.restore_card(%s, %s)", (tenant, str(gone)))
         assert [c["title"] for c in conn.execute(LIST_Q, (tenant, "gone")).fetchone()[0]["cards"]] == ["Gone"]
         assert conn.execute("SELECT to_regclass('cards.cards_live_search')").fetchone()[0] is None

@@ -33,7 +33,10 @@ SELECT count(*) FROM cards.batch_create(
     test.id('tenant_a'), '[{"title": "Walrus handbook", "content": {"text": "Feeding the walruses"}}]'
 );
 SELECT is(
-    (SELECT count(*) FROM cards.card_search WHERE tenant_id = test.id('tenant_a')),
+    (
+        SELECT count(*) FROM cards.card_search
+        WHERE tenant_id = test.id('tenant_a')
+    ),
     3::bigint,
     'batch_create adds one search row per card it creates, and none for a duplicate'
 );
