@@ -6,10 +6,10 @@
 -- batch_create adds a pending row (search NULL) per card it inserts, the indexer fills it
 -- in, update_card writes it at once (sql/functions/16_card_search.sql, 23_search_index.sql).
 --
--- No foreign key to cards.cards: its check would probe cards.cards and lock the card just
--- inserted, for every card of every batch, to guard against what nothing does (no function
--- deletes a card or changes its id). Whoever removes a card by hand removes its
--- card_search row too.
+-- No foreign key to cards.cards: its check probes cards.cards and locks the card just
+-- inserted, for every card of every batch (measured: 2-5 us of PostgreSQL CPU per card of
+-- a batch of 1000, about 3%), to guard against what nothing does (no function deletes a
+-- card or changes its id). Whoever removes a card by hand removes its card_search row too.
 --
 -- A gateway of the previous version keeps working on this schema: it calls the same
 -- functions, which this run replaces. Writes to cards.cards wait while the rows are copied
