@@ -17,8 +17,10 @@ import psycopg
 import pytest
 
 from gateway import api as gateway
+from gateway.migrate import migrate
 
 from .conftest import CITUS, ROOT, Admin, Tenant, cards, create
+from .test_migrate import _sql_before
 
 if not CITUS:
     pytest.skip("needs a Citus coordinator (make test-citus)", allow_module_level=True)
@@ -320,6 +322,53 @@ def test_a_database_migrated_on_one_node_is_distributed_with_its_rows_once_citus
             0
         ]
         assert [card["title"] for card in listed["cards"]] == ["Kept"]
+    finally:
+        for dsn in nodes:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+async def test_a_cluster_distributed_before_0011_gets_card_search_co_located_with_every_card_s_search(
+    database: str, workers: list[str], tmp_path
+):
+    """Migration 0011 on a cluster whose cards.cards is already distributed: the new table is
+    distributed with cards.cards before it is filled, and every card's search moves into it."""
+    name = f"cards_upgraded_{uuid.uuid4().hex[:8]}"
+    nodes = [database, *workers]
+    for dsn in nodes:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+    upgraded = [urlsplit(dsn)._replace(path=f"/{name}").geturl() for dsn in nodes]
+    try:
+        for dsn in upgraded:
+            with psycopg.connect(dsn, autocommit=True) as conn:
+                conn.execute("CREATE EXTENSION citus")
+        with psycopg.connect(upgraded[0], autocommit=True) as conn:
+            host, port = urlsplit(upgraded[0]).hostname, urlsplit(upgraded[0]).port
+            conn.execute("SELECT citus_set_coordinator_host(%s, %s)", (host, port))
+            for worker in workers:
+                conn.execute(
+                    "SELECT citus_add_node(%s, %s)", (urlsplit(worker).hostname, urlsplit(worker).port)
+                )
+        await migrate(upgraded[0], _sql_before("0011_search_in_its_own_table.sql", tmp_path / "v10"))
+        coordinator = upgraded[0]
+        tenant = rows(coordinator, "SELECT cards.create_tenant('before')")[0][0]
+        batch = "SELECT 1 FROM cards.batch_create(%s, %s::jsonb)"
+        two = '[{"title": "Walrus", "content": 1}, {"title": "Seal", "content": 2}]'
+        rows(coordinator, batch, tenant, two)
+        rows(coordinator, "SELECT cards.index_pending_search(%s, 10)", tenant)
+        rows(coordinator, batch, tenant, '[{"title": "Narwhal", "content": 3}]')  # left pending
+        before = rows(coordinator, "SELECT card_id, search::text FROM cards.cards ORDER BY 1")
+        await migrate(coordinator)
+        assert rows(coordinator, "SELECT card_id, search::text FROM cards.card_search ORDER BY 1") == before
+        assert rows(
+            coordinator,
+            """SELECT count(*), count(DISTINCT colocationid) FROM pg_dist_partition
+               WHERE logicalrelid IN ('cards.cards'::regclass, 'cards.card_search'::regclass)""",
+        ) == [(2, 1)]
+        assert rows(coordinator, "SELECT cards.index_pending_search(%s, 10)", tenant) == [(1,)]
+        listed = rows(coordinator, "SELECT cards.list_cards(%s, p_q => 'narwhal')", tenant)[0][0]
+        assert [card["title"] for card in listed["cards"]] == ["Narwhal"]
     finally:
         for dsn in nodes:
             with psycopg.connect(dsn, autocommit=True) as conn:

@@ -368,7 +368,10 @@ def plans(make_database) -> dict[str, list[tuple[str, str]]]:
                 for n in range(start, start + 1000)
             ]
             conn.execute("SELECT cards.batch_create(%s, %s)", (tenant, json.dumps(batch)))
-        conn.execute("ANALYZE cards.cards, cards.card_tags")
+        conn.execute("SELECT cards.index_pending_search(%s, %s)", (tenant, _PLAN_CARDS))
+        # Vacuumed, as autovacuum leaves a table: until then card_search_pending still holds an
+        # entry per indexed card, and q='s plan reads the tenant's search rows by key instead.
+        conn.execute("VACUUM ANALYZE cards.cards, cards.card_tags, cards.card_search")
         notices = explain_nested_statements(conn)
         # A few thousand rows fit in a handful of pages, where a sequential scan costs least
         # whatever the filter; the question here is which index serves the filter.
@@ -427,14 +430,15 @@ def test_contains_is_served_by_cards_live_metadata(plans):
     assert _served(plans["contains"], "cards_live_metadata", "metadata @>"), plans["contains"]
 
 
-def test_q_is_served_by_cards_live_search(plans):
-    assert _served(plans["q"], "cards_live_search", "@@"), plans["q"]
+def test_q_is_served_by_card_search_terms(plans):
+    assert _served(plans["q"], "card_search_terms", "@@"), plans["q"]
 
 
 def test_every_filter_is_bounded_by_the_tenant_in_an_index(plans):
     for name, scans in plans.items():
         assert any(
-            name.startswith(("cards_", "card_tags_")) and "tenant_id = '" in cond for name, cond in scans
+            name.startswith(("cards_", "card_tags_", "card_search_")) and "tenant_id = '" in cond
+            for name, cond in scans
         ), (
             name,
             scans,

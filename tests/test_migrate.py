@@ -175,13 +175,57 @@ async def test_0009_keeps_every_card_s_search_and_0010_renders_the_cards_there_w
         before = conn.execute("SELECT card_id, search::text FROM cards.cards").fetchall()
     await migrate(dsn, sql_dir)
     with psycopg.connect(dsn, autocommit=True) as conn:
-        assert conn.execute("SELECT card_id, search::text FROM cards.cards").fetchall() == before
+        assert conn.execute("SELECT card_id, search::text FROM cards.card_search").fetchall() == before
         assert "walrus" in before[0][1]
         answer = conn.execute("SELECT cards.retrieve(%s, ARRAY[%s::uuid])", (tenant, before[0][0])).fetchone()
         [card] = answer[0]["cards"]
         assert card["title"] == "Walrus" and card["usage_count"] == 0
         conn.execute(BATCH, (tenant, '[{"title": "Seal", "content": "x"}]'))
-        assert conn.execute("SELECT search FROM cards.cards WHERE title = 'Seal'").fetchone()[0] is None
+        assert conn.execute(SEARCH_OF, ("Seal",)).fetchone()[0] is None
+
+
+SEARCH_OF = (
+    "SELECT s.search::text FROM cards.card_search AS s JOIN cards.cards AS c USING (tenant_id, card_id) "
+    "WHERE c.title = %s"
+)
+LIST_Q = "SELECT cards.list_cards(%s, p_q => %s)"
+
+
+async def test_0011_moves_every_card_s_search_indexed_or_pending_deleted_or_live_to_card_search(
+    make_database, sql_dir: Path, tmp_path: Path
+):
+    dsn = make_database("cards_migrate")
+    await migrate(dsn, _sql_before("0011_search_in_its_own_table.sql", tmp_path / "v10"))
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        assert conn.execute("SELECT cards.schema_version()").fetchone()[0] == 10
+        tenant = conn.execute("SELECT cards.create_tenant('t')").fetchone()[0]
+        conn.execute(
+            BATCH, (tenant, '[{"title": "Walrus", "content": "tusks"}, {"title": "Gone", "content": 1}]')
+        )
+        conn.execute("SELECT cards.index_pending_search(%s, 10)", (tenant,))
+        gone = conn.execute("SELECT card_id FROM cards.cards WHERE title = 'Gone'").fetchone()[0]
+        conn.execute("SELECT cards.delete_card(%s, %s)", (tenant, str(gone)))
+        conn.execute(BATCH, (tenant, '[{"title": "Narwhal", "content": "horn"}]'))  # left pending
+        before = conn.execute(
+            "SELECT card_id, created_at, search::text FROM cards.cards ORDER BY 1"
+        ).fetchall()
+    await migrate(dsn, sql_dir)
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        after = conn.execute(
+            "SELECT card_id, created_at, search::text FROM cards.card_search ORDER BY 1"
+        ).fetchall()
+        assert after == before and len(after) == 3
+        assert [c["title"] for c in conn.execute(LIST_Q, (tenant, "walrus")).fetchone()[0]["cards"]] == [
+            "Walrus"
+        ]
+        assert conn.execute(SEARCH_OF, ("Narwhal",)).fetchone()[0] is None
+        assert conn.execute("SELECT cards.index_pending_search(%s, 10)", (tenant,)).fetchone()[0] == 1
+        assert [c["title"] for c in conn.execute(LIST_Q, (tenant, "narwhal")).fetchone()[0]["cards"]] == [
+            "Narwhal"
+        ]
+        conn.execute("SELECT cards.restore_card(%s, %s)", (tenant, str(gone)))
+        assert [c["title"] for c in conn.execute(LIST_Q, (tenant, "gone")).fetchone()[0]["cards"]] == ["Gone"]
+        assert conn.execute("SELECT to_regclass('cards.cards_live_search')").fetchone()[0] is None
 
 
 def test_a_file_splits_into_statements_only_at_semicolons_outside_quotes_bodies_and_comments():

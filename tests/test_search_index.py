@@ -80,7 +80,9 @@ async def test_the_gauges_show_the_backlog_the_indexer_found_and_it_indexes_it(
     assert sample("cards_search_index_lag_seconds") >= 0.05
     assert sample("cards_search_indexed_cards_total") >= 2
     assert (
-        admin.value("SELECT count(*) FROM cards.cards WHERE tenant_id = %s AND search IS NULL", tenant.id)
+        admin.value(
+            "SELECT count(*) FROM cards.card_search WHERE tenant_id = %s AND search IS NULL", tenant.id
+        )
         == 0
     )
 
@@ -91,7 +93,9 @@ async def test_with_the_indexer_off_new_cards_stay_unindexed(make_client, admin,
     await asyncio.sleep(1.0)  # four of the default intervals
     assert await _found_within(client, tenant, "narwhal", 0.1) is None
     assert (
-        admin.value("SELECT count(*) FROM cards.cards WHERE tenant_id = %s AND search IS NULL", tenant.id)
+        admin.value(
+            "SELECT count(*) FROM cards.card_search WHERE tenant_id = %s AND search IS NULL", tenant.id
+        )
         == 1
     )
     assert "cards_search_index" not in await (await client.get("/metrics")).text()

@@ -127,6 +127,7 @@ BEGIN
     INTO v_created, v_created_ids
     FROM inserted AS i;
     PERFORM cards._add_card_tags(p_tenant_id, v_created_ids);  -- their cards.card_tags rows
+    PERFORM cards._add_card_search(p_tenant_id, v_created_ids);  -- pending until indexed
 
     -- Duplicates are looked up in a new statement, so with a new snapshot: it also sees
     -- the cards that a concurrent batch committed while this one waited on their hashes.

@@ -1,6 +1,7 @@
--- Full-text search indexing (migration 0009): a new card's `search` is filled in after
--- its batch commits, within about a second while a gateway runs its indexer, and an
--- edited card's at once (update_card). What q= matches is cards.search_vector.
+-- Full-text search indexing (migrations 0009, 0011): a new card's row of cards.card_search
+-- is filled in after its batch commits, within about a second while a gateway runs its
+-- indexer, and an edited card's at once (update_card). What q= matches is
+-- cards.search_vector.
 
 -- What full-text search (`q`) matches: the title, weighted first, and the string values
 -- of the content, with the 'english' configuration (stemming, stop words).
@@ -33,16 +34,18 @@ DECLARE
     v_indexed integer;
 BEGIN
     PERFORM cards._scope_transaction(p_tenant_id, '');
+    -- Only the narrow card_search row is rewritten; the card is only read.
     WITH pending AS (
-        SELECT c.card_id FROM cards.cards AS c
-        WHERE c.tenant_id = p_tenant_id AND c.search IS NULL
-        ORDER BY c.created_at
+        SELECT s.card_id FROM cards.card_search AS s
+        WHERE s.tenant_id = p_tenant_id AND s.search IS NULL
+        ORDER BY s.created_at
         LIMIT greatest(p_limit, 0)
         FOR UPDATE SKIP LOCKED
     )
-    UPDATE cards.cards AS c SET search = cards.search_vector(c.title, c.content)
+    UPDATE cards.card_search AS s SET search = cards.search_vector(c.title, c.content)
     FROM pending AS p
-    WHERE c.tenant_id = p_tenant_id AND c.card_id = p.card_id AND c.search IS NULL;
+    INNER JOIN cards.cards AS c ON c.tenant_id = p_tenant_id AND c.card_id = p.card_id
+    WHERE s.tenant_id = p_tenant_id AND s.card_id = p.card_id AND s.search IS NULL;
     GET DIAGNOSTICS v_indexed = ROW_COUNT;
     RETURN v_indexed;
 END
@@ -53,9 +56,9 @@ GRANT EXECUTE ON FUNCTION cards.index_pending_search(uuid, integer) TO cards_gat
 
 -- The cards not yet indexed, per tenant that has any: how many, and how long the oldest
 -- has waited (since its batch began) by the database's clock. Every tenant: maintenance
--- scope, whose policy on cards.cards shows only the cards not yet indexed.
+-- scope, whose policy on cards.card_search shows only the rows not yet indexed.
 --
--- Read through cards_search_pending, which holds exactly those cards, whatever the
+-- Read through card_search_pending, which holds exactly those rows, whatever the
 -- statistics say: taken during an import (every card pending), they made the planner scan
 -- the whole table, and an indexer's session kept that plan after the backlog was gone
 -- (the benchmark measured 113 ms per call, once a second, at 100k cards). Without JIT,
@@ -72,10 +75,10 @@ AS $$
 BEGIN
     PERFORM cards._enter_maintenance();
     RETURN QUERY
-    SELECT c.tenant_id, count(*), extract(EPOCH FROM now() - min(c.created_at))::double precision
-    FROM cards.cards AS c
-    WHERE c.search IS NULL
-    GROUP BY c.tenant_id;
+    SELECT s.tenant_id, count(*), extract(EPOCH FROM now() - min(s.created_at))::double precision
+    FROM cards.card_search AS s
+    WHERE s.search IS NULL
+    GROUP BY s.tenant_id;
 END
 $$;
 COMMENT ON FUNCTION cards.search_index_backlog() IS

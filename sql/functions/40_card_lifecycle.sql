@@ -116,7 +116,6 @@ BEGIN
             tags = ARRAY(SELECT jsonb_array_elements_text(v_merged -> 'tags')),
             metadata = v_merged -> 'metadata',
             content_hash = v_hash,
-            search = cards.search_vector(v_merged ->> 'title', v_merged -> 'content'),
             version = c.version + 1,
             updated_at = now()
         WHERE c.tenant_id = p_tenant_id AND c.card_id = v_card.card_id
@@ -126,6 +125,11 @@ BEGIN
             ERRCODE = 'CKDUP',
             MESSAGE = 'Another live card already has this kind, title and content.';
     END;
+    -- Searchable as it now is at once, not after the indexer. An upsert: a card inserted
+    -- other than by batch_create may have no row yet.
+    INSERT INTO cards.card_search AS s (tenant_id, card_id, created_at, search)
+    VALUES (p_tenant_id, v_card.card_id, v_card.created_at, cards.search_vector(v_card.title, v_card.content))
+    ON CONFLICT (tenant_id, card_id) DO UPDATE SET search = excluded.search;
     RETURN QUERY SELECT * FROM cards._card_with_etag(v_card);
 END
 $$;

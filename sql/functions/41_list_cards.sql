@@ -124,19 +124,26 @@ BEGIN
     -- Only the filters given are in the statement, so each combination is planned on its
     -- own (and served by its index); values travel only as parameters.
     -- The row as cards.cards, for on a Citus shard `c` has the shard's own row type.
+    -- q= joins the card's cards.card_search row (one per card: its key).
     v_sql := 'SELECT ROW(c.*)::cards.cards AS c FROM '
         || CASE
             WHEN v_tag IS NOT NULL THEN
                 'cards.card_tags AS t INNER JOIN cards.cards AS c ON c.tenant_id = t.tenant_id'
                 || ' AND c.card_id = t.card_id AND c.created_at = t.created_at'
-                || ' WHERE t.tenant_id = $1 AND t.tag = $10 AND '
-            ELSE 'cards.cards AS c WHERE '
+            ELSE 'cards.cards AS c'
         END
+        || CASE
+            WHEN v_query IS NOT NULL THEN
+                ' INNER JOIN cards.card_search AS s ON s.tenant_id = c.tenant_id AND s.card_id = c.card_id'
+            ELSE ''
+        END
+        || ' WHERE '
+        || CASE WHEN v_tag IS NOT NULL THEN 't.tenant_id = $1 AND t.tag = $10 AND ' ELSE '' END
         || 'c.tenant_id = $1 AND c.deleted_at IS NULL'
         || CASE WHEN p_kind IS NOT NULL THEN ' AND c.kind = $2' ELSE '' END
         || CASE WHEN cardinality(p_tags) > 1 THEN ' AND c.tags @> $3' ELSE '' END
         || CASE WHEN v_contains IS NOT NULL THEN ' AND c.metadata @> $4' ELSE '' END
-        || CASE WHEN v_query IS NOT NULL THEN ' AND c.search @@ $5' ELSE '' END
+        || CASE WHEN v_query IS NOT NULL THEN ' AND s.tenant_id = $1 AND s.search @@ $5' ELSE '' END
         || CASE
             WHEN v_position IS NOT NULL
                 THEN format(' AND (%1$s.created_at, %1$s.card_id) < ($6, $7)', v_order)

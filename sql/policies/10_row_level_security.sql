@@ -28,10 +28,17 @@ DROP POLICY IF EXISTS cards_tenant_isolation ON cards.cards;
 CREATE POLICY cards_tenant_isolation ON cards.cards
 USING (tenant_id = cards.current_tenant_id())
 WITH CHECK (tenant_id = cards.current_tenant_id());
+
+ALTER TABLE cards.card_search ENABLE ROW LEVEL SECURITY;
+ALTER TABLE cards.card_search FORCE ROW LEVEL SECURITY;
+DROP POLICY IF EXISTS card_search_tenant_isolation ON cards.card_search;
+CREATE POLICY card_search_tenant_isolation ON cards.card_search
+USING (tenant_id = cards.current_tenant_id())
+WITH CHECK (tenant_id = cards.current_tenant_id());
 -- The search indexer's backlog (search_index_backlog) counts every tenant's cards not yet
--- indexed: maintenance scope reads those, and no other card.
-DROP POLICY IF EXISTS cards_search_pending_maintenance ON cards.cards;
-CREATE POLICY cards_search_pending_maintenance ON cards.cards
+-- indexed: maintenance scope reads those rows, and no other.
+DROP POLICY IF EXISTS card_search_pending_maintenance ON cards.card_search;
+CREATE POLICY card_search_pending_maintenance ON cards.card_search
 FOR SELECT
 USING (cards.in_maintenance_scope() AND search IS NULL);
 

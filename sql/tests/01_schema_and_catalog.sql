@@ -12,10 +12,10 @@ SELECT plan(22);
 SELECT tables_are(
     'cards',
     ARRAY[
-        'tenants', 'api_keys', 'cards', 'card_tags', 'card_usage', 'card_usage_counters', 'idempotency_keys',
-        'rate_limits', 'tenant_card_counts', 'audit_log', 'sessions'
+        'tenants', 'api_keys', 'cards', 'card_tags', 'card_search', 'card_usage', 'card_usage_counters',
+        'idempotency_keys', 'rate_limits', 'tenant_card_counts', 'audit_log', 'sessions'
     ],
-    'schema cards holds exactly the eleven tables of the design'
+    'schema cards holds exactly the twelve tables of the design'
 );
 
 SELECT is_empty(
@@ -115,10 +115,13 @@ SELECT set_eq(
         ('card_usage', 'card_usage_maintenance', 'ALL', 'cards.in_maintenance_scope()'),
         ('sessions', 'sessions_maintenance', 'ALL', 'cards.in_maintenance_scope()'),
         ('tenants', 'tenants_maintenance', 'SELECT', 'cards.in_maintenance_scope()'),
-        ('cards', 'cards_search_pending_maintenance', 'SELECT', '(cards.in_maintenance_scope() AND (search IS NULL))')
+        (
+            'card_search', 'card_search_pending_maintenance', 'SELECT',
+            '(cards.in_maintenance_scope() AND (search IS NULL))'
+        )
     $$,
     'the maintenance scope is admitted only where a cross-tenant admin function needs it '
-    || '(keys, idempotency keys, usage events, sessions; tenants read-only; cards not yet indexed, read-only)'
+    || '(keys, idempotency keys, usage events, sessions; tenants read-only; search rows not yet indexed, read-only)'
 );
 
 -- ---------------------------------------------------------------------------------
@@ -234,7 +237,7 @@ SELECT is_empty(
         SELECT p.oid::regprocedure::text FROM pg_catalog.pg_proc AS p
         WHERE
             p.pronamespace = 'cards'::regnamespace AND p.provolatile = 'i'
-            AND p.prosrc ~ '\mcards\.(tenants|api_keys|cards|card_tags|card_usage|card_usage_counters|idempotency_keys)\M'
+            AND p.prosrc ~ '\mcards\.(tenants|api_keys|cards|card_tags|card_search|card_usage|card_usage_counters|idempotency_keys)\M'
     $$,
     'no IMMUTABLE function reads a table'
 );

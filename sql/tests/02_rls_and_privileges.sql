@@ -378,6 +378,11 @@ SELECT
 FROM cards.card_tags AS g
 UNION ALL
 SELECT
+    'card_search' AS tbl,
+    s.tenant_id
+FROM cards.card_search AS s
+UNION ALL
+SELECT
     'card_usage' AS tbl,
     u.tenant_id
 FROM cards.card_usage AS u
@@ -409,7 +414,8 @@ SELECT set_eq(
     $$
         SELECT t.tbl, current_setting('tap.tenant_a')::uuid
         FROM unnest(ARRAY[
-            'tenants', 'api_keys', 'cards', 'card_tags', 'card_usage', 'card_usage_counters', 'idempotency_keys'
+            'tenants', 'api_keys', 'cards', 'card_tags', 'card_search', 'card_usage', 'card_usage_counters',
+            'idempotency_keys'
         ]) AS t (tbl)
     $$,
     'scoped to tenant A, the owner sees tenant A''s rows in every table and no other tenant''s'
@@ -448,12 +454,12 @@ SELECT set_eq(
     'SELECT DISTINCT tbl, tenant_id FROM tap_all_rows',
     $$
         SELECT t.tbl, n.tenant_id
-        FROM unnest(ARRAY['tenants', 'api_keys', 'card_usage', 'idempotency_keys', 'cards']) AS t (tbl)
+        FROM unnest(ARRAY['tenants', 'api_keys', 'card_usage', 'idempotency_keys', 'card_search']) AS t (tbl)
         CROSS JOIN unnest(ARRAY[current_setting('tap.tenant_a')::uuid, current_setting('tap.tenant_b')::uuid])
             AS n (tenant_id)
     $$,
-    'in maintenance scope the owner sees tenants, keys, usage events, idempotency keys and the cards '
-    || 'not yet indexed for search (the indexer''s backlog) of every tenant, and no tag or counter'
+    'in maintenance scope the owner sees tenants, keys, usage events, idempotency keys and the search rows '
+    || 'not yet indexed (the indexer''s backlog) of every tenant, and no card, tag or counter'
 );
 SELECT is(
     pg_temp.row_count($$UPDATE cards.tenants SET name = 'renamed'$$),
@@ -461,9 +467,9 @@ SELECT is(
     'in maintenance scope the owner may read tenants but not change them'
 );
 SELECT is(
-    pg_temp.row_count($$UPDATE cards.cards SET title = 'overwritten'$$),
+    pg_temp.row_count($$UPDATE cards.card_search SET search = ''::tsvector$$),
     0::bigint,
-    'in maintenance scope the owner may not change the cards it sees'
+    'in maintenance scope the owner may not change the search rows it sees'
 );
 
 RESET ROLE;
@@ -472,8 +478,8 @@ SELECT pg_catalog.set_config('cards.tenant_id', '', TRUE);
 SELECT pg_catalog.set_config('cards.scope', 'maintenance', TRUE);
 SET LOCAL ROLE cards_owner;
 SELECT is_empty(
-    $$SELECT * FROM tap_all_rows WHERE tbl = 'cards'$$,
-    'in maintenance scope the owner sees no card once it is indexed for search'
+    $$SELECT * FROM tap_all_rows WHERE tbl = 'card_search'$$,
+    'in maintenance scope the owner sees no search row once it is indexed'
 );
 
 RESET ROLE;

@@ -1,10 +1,11 @@
--- Full-text search indexed after the commit (migration 0009, sql/functions/23_search_index.sql):
--- a new card is "pending" (search NULL) until cards.index_pending_search indexes it, and q=
+-- Full-text search indexed after the commit (migrations 0009 and 0011, sql/functions/16_card_search.sql
+-- and 23_search_index.sql): a new card's cards.card_search row is "pending" (search NULL) until
+-- cards.index_pending_search indexes it, and q=
 -- finds it only then; the indexer works one tenant at a time and never touches another's
 -- cards; search_index_backlog shows every tenant's pending cards; update_card indexes the
 -- card it changes at once.
 BEGIN;
-SELECT plan(18);
+SELECT plan(21);
 
 SELECT test.remember('tenant_a', cards.create_tenant('Tenant A')::text);
 SELECT test.remember('tenant_b', cards.create_tenant('Tenant B')::text);
@@ -22,10 +23,23 @@ SELECT test.remember('b1', b.response -> 'cards' -> 0 ->> 'id') AS b1
 FROM cards.batch_create(test.id('tenant_b'), '[{"title": "Walrus handbook", "content": {"text": "walrus"}}]') AS b;
 -- Created in the past (now() stands still within the suite's transaction), so the backlog's
 -- age is known.
-UPDATE cards.cards SET created_at = now() - interval '90 seconds'
+UPDATE cards.card_search SET created_at = now() - interval '90 seconds'
 WHERE tenant_id = test.id('tenant_a');
-UPDATE cards.cards SET created_at = now() - interval '150 seconds'
+UPDATE cards.card_search SET created_at = now() - interval '150 seconds'
 WHERE card_id = test.id('a1');
+
+-- A duplicate of a1: the batch creates no card.
+SELECT count(*) FROM cards.batch_create(
+    test.id('tenant_a'), '[{"title": "Walrus handbook", "content": {"text": "Feeding the walruses"}}]'
+);
+SELECT is(
+    (
+        SELECT count(*) FROM cards.card_search
+        WHERE tenant_id = test.id('tenant_a')
+    ),
+    3::bigint,
+    'batch_create adds one search row per card it creates, and none for a duplicate'
+);
 
 SELECT test.remember('a1_vector', cards.search_vector('Walrus handbook', '{"text": "Feeding the walruses"}')::text);
 
@@ -36,9 +50,9 @@ SET LOCAL ROLE cards_gateway;
 -- ---------------------------------------------------------------------------------
 
 SELECT is(
-    (test.stored_card('a1') -> 'search'),
-    'null'::jsonb,
-    'batch_create leaves a new card''s search empty: it is not yet indexed'
+    test.stored_search('a1'),
+    NULL,
+    'batch_create adds a new card''s search row empty: it is not yet indexed'
 );
 SELECT is(
     test.listing_names(test.list(p_q => 'walrus')),
@@ -67,22 +81,22 @@ SELECT is(
     1,
     'index_pending_search indexes at most p_limit cards and answers how many (the gateway role may call it)'
 );
-SELECT isnt(test.stored_card('a1') -> 'search', 'null'::jsonb, 'it takes the tenant''s oldest pending card first');
+SELECT isnt(test.stored_search('a1'), NULL, 'it takes the tenant''s oldest pending card first');
 SELECT is(
     test.listing_names(test.list(p_q => 'walrus')),
     ARRAY[test.id('a1')::text],
     'once indexed, q= finds the card: its title and its content''s strings, as before'
 );
 SELECT is(
-    test.stored_card('a1') ->> 'search',
+    test.stored_search('a1'),
     test.val('a1_vector'),
     'the indexed value is cards.search_vector of the title and content'
 );
 SELECT is(cards.index_pending_search(test.id('tenant_a'), 100), 2, 'the next call indexes the rest of the tenant''s');
 SELECT is(cards.index_pending_search(test.id('tenant_a'), 100), 0, 'and then there is nothing left to index');
 SELECT is(
-    test.stored_card('b1') -> 'search',
-    'null'::jsonb,
+    test.stored_search('b1'),
+    NULL,
     'indexing one tenant never touches another tenant''s cards'
 );
 SELECT is(
@@ -123,6 +137,19 @@ SELECT is(
     ARRAY[test.id('a3')::text],
     'so does an update of an indexed card: q= finds its new title at once'
 );
+SELECT count(*) FROM cards.delete_card(test.id('tenant_a'), test.id('a3')::text);
+SELECT is(
+    test.listing_names(test.list(p_q => 'lion')),
+    '{}',
+    'q= does not find a deleted card'
+);
+SELECT count(*) FROM cards.restore_card(test.id('tenant_a'), test.id('a3')::text);
+SELECT is(
+    test.listing_names(test.list(p_q => 'lion')),
+    ARRAY[test.id('a3')::text],
+    'a restored card is found again at once: its search row stayed'
+);
+
 -- ---------------------------------------------------------------------------------
 -- The backlog reads the pending cards only, also under statistics from an import
 -- ---------------------------------------------------------------------------------
@@ -135,11 +162,11 @@ SELECT count(*) FROM generate_series(0, 1) AS part, cards.batch_create(
         FROM generate_series(1, 1000) AS g
     )
 );
-ANALYZE cards.cards;  -- statistics in which almost every card is pending
+ANALYZE cards.card_search;  -- statistics in which almost every card is pending
 SELECT cards.index_pending_search(test.id('tenant_b'), 5000);
 SELECT test.remember('seq_scans', (
     SELECT s.seq_scan::text FROM pg_catalog.pg_stat_xact_user_tables AS s
-    WHERE s.relid = 'cards.cards'::regclass
+    WHERE s.relid = 'cards.card_search'::regclass
 ));
 SET LOCAL ROLE cards_gateway;
 SELECT count(*) FROM cards.search_index_backlog();
@@ -147,7 +174,7 @@ RESET ROLE;
 SELECT is(
     (
         SELECT s.seq_scan FROM pg_catalog.pg_stat_xact_user_tables AS s
-        WHERE s.relid = 'cards.cards'::regclass
+        WHERE s.relid = 'cards.card_search'::regclass
     ),
     current_setting('tap.seq_scans')::bigint,
     'search_index_backlog does not scan the whole table when the statistics say most cards are pending'

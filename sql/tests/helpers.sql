@@ -89,6 +89,11 @@ BEGIN
     WHERE c.tenant_id = test.id('tenant_a') AND c.title = f.title;
     UPDATE cards.cards SET deleted_at = '2024-03-01 11:30:00+00'
     WHERE card_id = '00000000-0000-4000-8000-000000000008';
+    -- Their cards.card_search rows follow the new ids (nothing else changes a card's id).
+    DELETE FROM cards.card_search WHERE tenant_id = test.id('tenant_a');
+    INSERT INTO cards.card_search (tenant_id, card_id, created_at)
+    SELECT c.tenant_id, c.card_id, c.created_at FROM cards.cards AS c
+    WHERE c.tenant_id = test.id('tenant_a');
     PERFORM
         test.remember('l1', '00000000-0000-4000-8000-000000000001') AS l1,
         test.remember('l2', '00000000-0000-4000-8000-000000000002') AS l2,
@@ -183,6 +188,12 @@ $$;
 CREATE FUNCTION test.stored_card(p_card text) RETURNS jsonb
 LANGUAGE sql SECURITY DEFINER AS $$
     SELECT to_jsonb(c) FROM cards.cards AS c WHERE c.card_id = test.card_ref(p_card)::uuid
+$$;
+
+-- A card's full-text search as stored in cards.card_search (NULL: not yet indexed).
+CREATE FUNCTION test.stored_search(p_card text) RETURNS text
+LANGUAGE sql SECURITY DEFINER AS $$
+    SELECT s.search::text FROM cards.card_search AS s WHERE s.card_id = test.card_ref(p_card)::uuid
 $$;
 
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA test TO public;
