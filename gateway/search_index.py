@@ -4,8 +4,9 @@ A batch leaves its cards' full-text search (`cards.card_search`) empty (it was t
 batch's PostgreSQL CPU). This task, one per gateway process, looks every
 CARDS_SEARCH_INDEX_INTERVAL_S on a connection of its own: it reads the backlog
 (`cards.search_index_backlog()`: per tenant, the pending cards and the oldest one's age), exports
-it, and indexes the tenants' cards in chunks (`cards.index_pending_search`). Of several workers or gateways only the holder of an advisory lock
-indexes; the others stand by and take over when it goes. sql/functions/23_search_index.sql.
+it, and indexes the tenants' cards in chunks (`cards.index_pending_search`). Of several workers or
+gateways only the holder of an advisory lock indexes; the others stand by and take over when it
+goes. sql/functions/23_search_index.sql.
 
 It polls rather than LISTENs: a NOTIFY from each batch made concurrent batches commit one at a
 time (the notifying transaction holds a database-wide lock through its commit), and a NOTIFY sent on
