@@ -22,6 +22,7 @@ from .logs import configure
 
 log = logging.getLogger("cards.gateway")
 PR_SET_PDEATHSIG = 1  # prctl(2)
+_STOP_SIGNALS = {signal.SIGTERM, signal.SIGINT}
 
 
 def main() -> None:
@@ -69,6 +70,10 @@ def serve(config: Config, reuse_port: bool = False) -> int:
         print(f"cards gateway: cannot start: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _exit_before_serving(signum: int, frame: object = None) -> None:
+    os._exit(0)
 
 
 def _die_with(parent: int) -> None:
@@ -126,14 +131,21 @@ def supervise(config: Config) -> int:
         for _ in range(config.workers):
             if stopping:
                 break
+            # Held across the fork: a signal the child got before its own handlers were set
+            # would run the supervisor's stop() in it (which then served on regardless).
+            signal.pthread_sigmask(signal.SIG_BLOCK, _STOP_SIGNALS)
             pid = os.fork()
             if pid == 0:
                 _die_with(supervisor)
                 # A process group of its own: a terminal's Ctrl-C reaches the supervisor alone,
                 # which passes it on once.
                 os.setpgid(0, 0)
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                signal.signal(signal.SIGINT, signal.SIG_DFL)
+                # Until aiohttp takes the signals over as it starts serving, a stop finds
+                # nothing to drain: exit at once, and cleanly (the default action would make
+                # the supervisor report a failure for a gateway stopped while it starts).
+                signal.signal(signal.SIGTERM, _exit_before_serving)
+                signal.signal(signal.SIGINT, _exit_before_serving)
+                signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
                 code = 1
                 try:
                     code = serve(config, reuse_port=True)
@@ -143,6 +155,7 @@ def supervise(config: Config) -> int:
                     sys.stderr.flush()
                     os._exit(code)
             workers.add(pid)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, _STOP_SIGNALS)
         log.info("supervising", extra={"workers": sorted(workers), "port": config.port})
         from prometheus_client import multiprocess
 

@@ -165,3 +165,27 @@ async def test_a_dead_worker_stops_the_others_and_the_gateway_exits_with_an_erro
         assert not _alive(second)
     finally:
         await _stop(process)
+
+
+async def test_a_gateway_stopped_while_its_workers_start_exits_cleanly(database, tmp_path):
+    """SIGTERM right after the workers are forked, before any serves: a stop, not a failure."""
+    env = gateway_env(
+        DATABASE_URL=database,
+        PORT=str(free_port()),
+        CARDS_JWT_SECRET=JWT_SECRET,
+        CARDS_DEV="1",
+        CARDS_LOG_LEVEL="INFO",
+        CARDS_WORKERS="2",
+        PYTHONUNBUFFERED="1",  # the "supervising" line as soon as it is written
+    )
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "gateway", env=env, cwd=ROOT, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )  # fmt: skip
+    try:
+        while b'"supervising"' not in (line := await asyncio.wait_for(process.stdout.readline(), 15)):
+            assert line, "the gateway exited before supervising"
+        process.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(process.wait(), 15) == 0
+    finally:
+        await _stop(process)
