@@ -273,12 +273,12 @@ def test_retrieve_reads_only_the_cards_asked_for_whatever_the_statistics_say(dat
                 "SELECT card_id FROM cards.cards WHERE tenant_id = %s ORDER BY card_id LIMIT 10", (tenant,)
             )
         ]
-        answer, plan = _explained(
-            conn, "card_usage_counters", "SELECT cards.retrieve(%s, %s)", (tenant, [*ids, uuid.uuid4()])
-        )
+        asked = [*ids, uuid.uuid4()]
+        answer, plan = _explained(conn, "card_usage_counters", "SELECT cards.retrieve(%s, %s)", (tenant, asked))
     assert [card["id"] for card in answer["cards"]] == [str(i) for i in ids]
+    # Actual Rows is the mean per loop, rounded: a probe per id may count one row for each.
     read = sum(scan["Actual Rows"] * scan["Actual Loops"] for scan in _scans_of(plan, "cards"))
-    assert read <= len(ids), f"{read} card rows read for {len(ids)} ids"
+    assert read <= len(asked), f"{read} card rows read for {len(asked)} ids"
 
 
 def test_a_repeated_report_finds_its_first_through_the_primary_key_on_a_hot_card(database):
