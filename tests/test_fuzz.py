@@ -274,7 +274,9 @@ def test_retrieve_reads_only_the_cards_asked_for_whatever_the_statistics_say(dat
             )
         ]
         asked = [*ids, uuid.uuid4()]
-        answer, plan = _explained(conn, "card_usage_counters", "SELECT cards.retrieve(%s, %s)", (tenant, asked))
+        answer, plan = _explained(
+            conn, "card_usage_counters", "SELECT cards.retrieve(%s, %s)", (tenant, asked)
+        )
     assert [card["id"] for card in answer["cards"]] == [str(i) for i in ids]
     # Actual Rows is the mean per loop, rounded: a probe per id may count one row for each.
     read = sum(scan["Actual Rows"] * scan["Actual Loops"] for scan in _scans_of(plan, "cards"))
