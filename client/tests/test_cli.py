@@ -9,6 +9,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -139,6 +140,9 @@ def test_export_then_import_into_another_tenant_reproduces_the_cards(tenant, oth
 def test_export_filters(tenant):
     with tenant.client() as client:
         client.batch_create([*cards("a", tags=["x"]), {"kind": "fact", "title": "b", "content": "warm"}])
+        deadline = time.monotonic() + 2  # q= finds new cards once indexed: within a second
+        while not list(client.list(q="warm")) and time.monotonic() < deadline:
+            time.sleep(0.05)
     assert [
         json.loads(line)["title"] for line in run(tenant, "export", "--tag", "x").stdout.splitlines()
     ] == ["a"]

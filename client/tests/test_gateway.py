@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 
 import pytest
@@ -108,7 +109,11 @@ def test_list_filters_by_kind_contains_and_text(client):
     )
     assert [c.title for c in client.list(kind="fact")] == ["Founded"]
     assert [c.title for c in client.list(contains={"source": "wiki"})] == ["Founded"]
-    assert [c.title for c in client.list(q="warm")] == ["Tone"]
+    # q= finds a new card once the gateway's search indexer has indexed it: within a second.
+    deadline = time.monotonic() + 2
+    while not (found := [c.title for c in client.list(q="warm")]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert found == ["Tone"]
 
 
 def test_list_with_a_bad_page_size_raises_validation_error(client):
