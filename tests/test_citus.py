@@ -290,6 +290,18 @@ async def test_the_guards_calls_are_sent_whole_to_the_worker_holding_the_tenant(
     assert len(sent) == 1 and f"cards.{function}(" in sent[0][0] and f"@{host}:{port} " in sent[0][1], sent
 
 
+def _join_as_cluster(databases: list[str], workers: list[str]) -> None:
+    """Citus in each node's copy of a database; the first is the coordinator, the workers join it."""
+    for dsn in databases:
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("CREATE EXTENSION citus")
+    with psycopg.connect(databases[0], autocommit=True) as conn:
+        host, port = urlsplit(databases[0]).hostname, urlsplit(databases[0]).port
+        conn.execute("SELECT citus_set_coordinator_host(%s, %s)", (host, port))
+        for worker in workers:
+            conn.execute("SELECT citus_add_node(%s, %s)", (urlsplit(worker).hostname, urlsplit(worker).port))
+
+
 def test_a_database_migrated_on_one_node_is_distributed_with_its_rows_once_citus_is_added(
     database: str, workers: list[str]
 ):
@@ -306,16 +318,7 @@ def test_a_database_migrated_on_one_node_is_distributed_with_its_rows_once_citus
         subprocess.run(migrate, cwd=ROOT, check=True, capture_output=True)
         tenant = rows(moved[0], "SELECT cards.create_tenant('before')")[0][0]
         rows(moved[0], 'SELECT 1 FROM cards.batch_create(%s, \'[{"title": "Kept", "content": 1}]\')', tenant)
-        for dsn in moved:
-            with psycopg.connect(dsn, autocommit=True) as conn:
-                conn.execute("CREATE EXTENSION citus")
-        with psycopg.connect(moved[0], autocommit=True) as conn:
-            host, port = urlsplit(moved[0]).hostname, urlsplit(moved[0]).port
-            conn.execute("SELECT citus_set_coordinator_host(%s, %s)", (host, port))
-            for worker in workers:
-                conn.execute(
-                    "SELECT citus_add_node(%s, %s)", (urlsplit(worker).hostname, urlsplit(worker).port)
-                )
+        _join_as_cluster(moved, workers)
         subprocess.run(migrate, cwd=ROOT, check=True, capture_output=True)
         assert len(rows(moved[0], "SELECT * FROM pg_dist_partition")) == len(rows(moved[0], TENANT_TABLES))
         listed = rows(moved[0], "SELECT cards.list_cards(%s, NULL, NULL, NULL, NULL, NULL, NULL)", tenant)[0][
@@ -340,16 +343,7 @@ async def test_a_cluster_distributed_before_0011_gets_card_search_co_located_wit
             conn.execute(f"CREATE DATABASE {name}")
     upgraded = [urlsplit(dsn)._replace(path=f"/{name}").geturl() for dsn in nodes]
     try:
-        for dsn in upgraded:
-            with psycopg.connect(dsn, autocommit=True) as conn:
-                conn.execute("CREATE EXTENSION citus")
-        with psycopg.connect(upgraded[0], autocommit=True) as conn:
-            host, port = urlsplit(upgraded[0]).hostname, urlsplit(upgraded[0]).port
-            conn.execute("SELECT citus_set_coordinator_host(%s, %s)", (host, port))
-            for worker in workers:
-                conn.execute(
-                    "SELECT citus_add_node(%s, %s)", (urlsplit(worker).hostname, urlsplit(worker).port)
-                )
+        _join_as_cluster(upgraded, workers)
         await migrate(upgraded[0], _sql_before("0011_search_in_its_own_table.sql", tmp_path / "v10"))
         coordinator = upgraded[0]
         tenant = rows(coordinator, "SELECT cards.create_tenant('before')")[0][0]
