@@ -1,9 +1,23 @@
 -- Retrieval by id (API.md, "POST /api/v1/cards/retrieve").
 
--- A card as the API answers it, given its usage (summed over the counter slots by the
--- caller): its stored rendering (sql/schema/0010) completed with the usage. A single
--- expression, so that it is inlined into the calling query. The cast to json parses the
--- text once, still cheaper than rendering the card's jsonb again.
+-- A card as the API answers it, as JSON text, given its stored rendering (sql/schema/0010)
+-- and its usage (summed over the counter slots by the caller). A single expression, so
+-- that it is inlined into the calling query. concat, not ||: each || copies the text so far.
+CREATE OR REPLACE FUNCTION cards._card_text(
+    p_rendering text, p_usage_count numeric, p_last_used_at timestamptz
+)
+RETURNS text
+LANGUAGE sql
+STABLE
+AS $$
+    SELECT concat(
+        p_rendering, ', "usage_count" : ', coalesce(p_usage_count, 0),
+        ', "last_used_at" : ', coalesce('"' || cards._rfc3339(p_last_used_at) || '"', 'null'), '}'
+    )
+$$;
+
+-- The same as json, for answers built with json functions (a card, a listing). The cast
+-- parses the text once, still cheaper than rendering the card's jsonb again.
 CREATE OR REPLACE FUNCTION cards._card_json(
     p_card cards.cards, p_usage_count numeric, p_last_used_at timestamptz
 )
@@ -11,10 +25,7 @@ RETURNS json
 LANGUAGE sql
 STABLE
 AS $$
-    SELECT concat(
-        p_card.rendering, ', "usage_count" : ', coalesce(p_usage_count, 0),
-        ', "last_used_at" : ', coalesce('"' || cards._rfc3339(p_last_used_at) || '"', 'null'), '}'
-    )::json
+    SELECT cards._card_text(p_card.rendering, p_usage_count, p_last_used_at)::json
 $$;
 
 -- _retrieve and retrieve_request answered json before migration 0010 (the stored
@@ -62,16 +73,11 @@ BEGIN
     -- every card of a tenant not yet in the statistics (tests/test_fuzz.py). One scan of the
     -- key for all the ids, joined to them, compared every id with every card (+40 %); the
     -- generic plan of one usage scan for all the cards aggregated it again for each card.
-    -- concat, not ||: each || copies the whole text so far.
+    -- concat, not ||, around the cards: each || copies the whole text so far.
     SELECT concat(
         '{"cards" : [',
-        string_agg(
-            concat(
-                c.rendering, ', "usage_count" : ', coalesce(u.usage_count, 0),
-                ', "last_used_at" : ', coalesce('"' || cards._rfc3339(u.last_used_at) || '"', 'null'), '}'
-            ),
-            ', ' ORDER BY w.ord
-        ) FILTER (WHERE c.rendering IS NOT NULL),
+        string_agg(cards._card_text(c.rendering, u.usage_count, u.last_used_at), ', ' ORDER BY w.ord)
+        FILTER (WHERE c.rendering IS NOT NULL),
         '], "missing" : [',
         string_agg('"' || w.id || '"', ', ' ORDER BY w.ord) FILTER (WHERE c.rendering IS NULL),
         ']}'
