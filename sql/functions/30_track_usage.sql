@@ -4,22 +4,30 @@
 -- A NULL id stands for a missing or non-string one.
 CREATE OR REPLACE FUNCTION cards._usage_input_errors(p_workflow_id text, p_run_id text, p_metadata jsonb)
 RETURNS jsonb
-LANGUAGE sql
+LANGUAGE plpgsql  -- every report is checked: a SQL function's query is planned at each call
 IMMUTABLE
 PARALLEL SAFE
 AS $$
-    SELECT coalesce(jsonb_agg(jsonb_build_object('field', e.field, 'message', e.message)), '[]')
-    FROM (VALUES
-        ('workflow_id', CASE WHEN coalesce(char_length(p_workflow_id), 0) NOT BETWEEN 1 AND 255
-            THEN 'must be a string of 1 to 255 characters' END),
-        ('run_id', CASE WHEN coalesce(char_length(p_run_id), 0) NOT BETWEEN 1 AND 255
-            THEN 'must be a string of 1 to 255 characters' END),
-        ('metadata', CASE
-            WHEN jsonb_typeof(p_metadata) IS DISTINCT FROM 'object' THEN 'must be a JSON object'
-            ELSE cards._json_bounds_error(p_metadata, 16384, 'must be at most 16 KiB serialised')
-        END)
-    ) AS e (field, message)
-    WHERE e.message IS NOT NULL
+DECLARE
+    v_errors jsonb := '[]'::jsonb;
+    v_bounds text;
+BEGIN
+    IF coalesce(char_length(p_workflow_id), 0) NOT BETWEEN 1 AND 255 THEN
+        v_errors := v_errors || '[{"field": "workflow_id", "message": "must be a string of 1 to 255 characters"}]'::jsonb;
+    END IF;
+    IF coalesce(char_length(p_run_id), 0) NOT BETWEEN 1 AND 255 THEN
+        v_errors := v_errors || '[{"field": "run_id", "message": "must be a string of 1 to 255 characters"}]'::jsonb;
+    END IF;
+    IF jsonb_typeof(p_metadata) IS DISTINCT FROM 'object' THEN
+        v_errors := v_errors || '[{"field": "metadata", "message": "must be a JSON object"}]'::jsonb;
+    ELSIF p_metadata <> '{}' THEN  -- an empty object is within every bound
+        v_bounds := cards._json_bounds_error(p_metadata, 16384, 'must be at most 16 KiB serialised');
+        IF v_bounds IS NOT NULL THEN
+            v_errors := v_errors || jsonb_build_array(jsonb_build_object('field', 'metadata', 'message', v_bounds));
+        END IF;
+    END IF;
+    RETURN v_errors;
+END
 $$;
 
 -- Records a valid usage report; see track_usage. Answers the document and whether the
@@ -154,29 +162,17 @@ BEGIN
     v_card_id := cards._card_id(p_card_id);
     SELECT r.body, r.errors INTO v_doc, v_errors
     FROM cards._request_object(p_body, '{workflow_id,run_id,metadata}') AS r;
-    v_workflow_id := v_doc ->> 'workflow_id';
-    v_run_id := v_doc ->> 'run_id';
+    v_workflow_id := CASE WHEN jsonb_typeof(v_doc -> 'workflow_id') = 'string' THEN v_doc ->> 'workflow_id' END;
+    v_run_id := CASE WHEN jsonb_typeof(v_doc -> 'run_id') = 'string' THEN v_doc ->> 'run_id' END;
     v_metadata := coalesce(v_doc -> 'metadata', '{}');
-    -- A plain report (an object of two ids, strings of 1 to 255 characters without NUL, and
-    -- no metadata or an empty one) breaks no rule: only another body is checked rule by
-    -- rule, to name every rule it breaks.
-    IF (
-        jsonb_array_length(v_errors) = 0
-        AND jsonb_typeof(v_doc -> 'workflow_id') = 'string' AND jsonb_typeof(v_doc -> 'run_id') = 'string'
-        AND char_length(v_workflow_id) BETWEEN 1 AND 255 AND char_length(v_run_id) BETWEEN 1 AND 255
-        AND NOT cards._has_nul(v_doc)
-        AND v_metadata = '{}'
-    ) IS NOT TRUE THEN
-        IF v_doc IS NOT NULL THEN
-            v_errors := v_errors || cards._nul_errors(v_doc, '{metadata,run_id,workflow_id}') || cards._usage_input_errors(
-                CASE WHEN jsonb_typeof(v_doc -> 'workflow_id') = 'string' THEN v_workflow_id END,
-                CASE WHEN jsonb_typeof(v_doc -> 'run_id') = 'string' THEN v_run_id END,
-                v_metadata
-            );
+    IF v_doc IS NOT NULL THEN
+        IF cards._has_nul(v_doc) THEN  -- only then can a field hold one (_parse_body)
+            v_errors := v_errors || cards._nul_errors(v_doc, '{metadata,run_id,workflow_id}');
         END IF;
-        IF jsonb_array_length(v_errors) > 0 THEN
-            PERFORM cards._raise_invalid(v_errors);
-        END IF;
+        v_errors := v_errors || cards._usage_input_errors(v_workflow_id, v_run_id, v_metadata);
+    END IF;
+    IF jsonb_array_length(v_errors) > 0 THEN
+        PERFORM cards._raise_invalid(v_errors);
     END IF;
     RETURN QUERY SELECT * FROM cards._track_usage(p_tenant_id, v_card_id, v_workflow_id, v_run_id, v_metadata);
 END
