@@ -236,3 +236,12 @@ def client(tenant: Tenant) -> Iterator[CardsClient]:
 def cards(*titles: str, **fields) -> list[dict]:
     """One card input per title."""
     return [{"title": t, "content": {"text": f"about {t}"}, **fields} for t in titles]
+
+
+def found_by_q(client: CardsClient, q: str, seconds: float = 2.0) -> list[str]:
+    """The titles `q` finds once the gateway's search indexer has indexed new cards (the API
+    promises within a second); none if it finds nothing within `seconds`."""
+    deadline = time.monotonic() + seconds
+    while not (titles := [c.title for c in client.list(q=q)]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return titles

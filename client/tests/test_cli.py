@@ -9,11 +9,10 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from conftest import cards
+from conftest import cards, found_by_q
 
 from cards_client._cli import UsageError, read_json_array
 
@@ -140,9 +139,7 @@ def test_export_then_import_into_another_tenant_reproduces_the_cards(tenant, oth
 def test_export_filters(tenant):
     with tenant.client() as client:
         client.batch_create([*cards("a", tags=["x"]), {"kind": "fact", "title": "b", "content": "warm"}])
-        deadline = time.monotonic() + 2  # q= finds new cards once indexed: within a second
-        while not list(client.list(q="warm")) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        found_by_q(client, "warm")  # the export's q= below then finds the new card
     assert [
         json.loads(line)["title"] for line in run(tenant, "export", "--tag", "x").stdout.splitlines()
     ] == ["a"]

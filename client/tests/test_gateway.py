@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import time
 import uuid
 
 import pytest
-from conftest import cards
+from conftest import cards, found_by_q
 
 import cards_client
 from cards_client import Card
@@ -109,11 +108,7 @@ def test_list_filters_by_kind_contains_and_text(client):
     )
     assert [c.title for c in client.list(kind="fact")] == ["Founded"]
     assert [c.title for c in client.list(contains={"source": "wiki"})] == ["Founded"]
-    # q= finds a new card once the gateway's search indexer has indexed it: within a second.
-    deadline = time.monotonic() + 2
-    while not (found := [c.title for c in client.list(q="warm")]) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert found == ["Tone"]
+    assert found_by_q(client, "warm") == ["Tone"]
 
 
 def test_list_with_a_bad_page_size_raises_validation_error(client):
