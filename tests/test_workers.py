@@ -51,17 +51,24 @@ async def _until(condition, seconds: float = 10) -> None:
         await asyncio.sleep(0.05)
 
 
-async def _start(database: str, port: int, workers: int, log: Path):
-    env = gateway_env(
-        DATABASE_URL=database,
-        PORT=str(port),
-        CARDS_JWT_SECRET=JWT_SECRET,
-        CARDS_DEV="1",
-        CARDS_LOG_LEVEL="WARNING",
-        CARDS_WORKERS=str(workers),
-        CARDS_DB_POOL_MIN="1",
-        CARDS_DB_POOL_MAX=str(POOL_MAX),
+def _env(database: str, port: int, workers: int, **settings: str) -> dict[str, str]:
+    return (
+        gateway_env(
+            DATABASE_URL=database,
+            PORT=str(port),
+            CARDS_JWT_SECRET=JWT_SECRET,
+            CARDS_DEV="1",
+            CARDS_LOG_LEVEL="WARNING",
+            CARDS_WORKERS=str(workers),
+            CARDS_DB_POOL_MIN="1",
+            CARDS_DB_POOL_MAX=str(POOL_MAX),
+        )
+        | settings
     )
+
+
+async def _start(database: str, port: int, workers: int, log: Path):
+    env = _env(database, port, workers)
     with log.open("ab") as out:
         process = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "gateway", env=env, cwd=ROOT, stdout=out, stderr=out
@@ -169,15 +176,8 @@ async def test_a_dead_worker_stops_the_others_and_the_gateway_exits_with_an_erro
 
 async def test_a_gateway_stopped_while_its_workers_start_exits_cleanly(database, tmp_path):
     """SIGTERM right after the workers are forked, before any serves: a stop, not a failure."""
-    env = gateway_env(
-        DATABASE_URL=database,
-        PORT=str(free_port()),
-        CARDS_JWT_SECRET=JWT_SECRET,
-        CARDS_DEV="1",
-        CARDS_LOG_LEVEL="INFO",
-        CARDS_WORKERS="2",
-        PYTHONUNBUFFERED="1",  # the "supervising" line as soon as it is written
-    )
+    # INFO for the "supervising" line, unbuffered to read it as soon as it is written.
+    env = _env(database, free_port(), 2, CARDS_LOG_LEVEL="INFO", PYTHONUNBUFFERED="1")
     process = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "gateway", env=env, cwd=ROOT, stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.STDOUT,
